@@ -1,0 +1,1 @@
+"""Models: manifests (one TOML file each), the fetch cache, and the inference backends."""

@@ -1,0 +1,31 @@
+"""The one interface every inference backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+
+from rva.models.store import ModelBundle
+
+
+class Backend(ABC):
+    """Runs a model's forward pass on a preprocessed NCHW float32 blob.
+
+    Subclasses set ``type_key`` (the name used in rva.toml, ``gear.backend``) and
+    ``formats`` (the manifest formats they can load), and return the raw output tensors in the
+    layout the manifest's decoder expects.
+    """
+
+    type_key: ClassVar[str]
+    formats: ClassVar[frozenset[str]]
+
+    def __init__(self, bundle: ModelBundle, device: str = "cpu", threads: int = 0) -> None:
+        self.bundle = bundle
+        self.device = device
+        self.threads = threads
+
+    @abstractmethod
+    def forward(self, blob: np.ndarray) -> list[np.ndarray]:
+        """One inference; ``blob`` is 1×3×H×W float32 already scaled as the manifest says."""

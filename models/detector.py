@@ -1,0 +1,147 @@
+"""The detection path shared by the gear, `rva count` and `rva bench`:
+letterbox/resize → backend forward → decode → NMS → keep persons → boxes in frame pixels.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from rva.models import backends
+from rva.models.manifest import ModelError
+from rva.models.store import ModelBundle
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Maps network-input pixels back to frame pixels: frame = (net - pad) / scale."""
+
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+    frame_w: int
+    frame_h: int
+
+    def to_frame(self, boxes: np.ndarray) -> np.ndarray:
+        out = boxes.astype(np.float32).copy()
+        out[:, [0, 2]] = (out[:, [0, 2]] - self.pad_x) / self.scale_x
+        out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / self.scale_y
+        out[:, [0, 2]] = out[:, [0, 2]].clip(0, self.frame_w - 1)
+        out[:, [1, 3]] = out[:, [1, 3]].clip(0, self.frame_h - 1)
+        return out
+
+
+@dataclass
+class Detections:
+    boxes: np.ndarray  # N×4 float32, x1 y1 x2 y2 in frame pixels
+    scores: np.ndarray  # N float32
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def people(self) -> int:
+        return len(self.boxes)
+
+    def flat_boxes(self) -> list[int]:
+        """The seed's wire format: [x1, y1, x2, y2, x1, y1, ...] in integer pixels."""
+        return [int(round(v)) for v in self.boxes.reshape(-1)]
+
+    def as_rows(self) -> list[list[float]]:
+        return [
+            [*(round(float(v), 1) for v in box), round(float(s), 3)]
+            for box, s in zip(self.boxes, self.scores, strict=True)
+        ]
+
+
+class Detector:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        *,
+        backend: str = "opencv",
+        device: str = "cpu",
+        threads: int = 0,
+        score_threshold: float = 0.4,
+        nms_threshold: float = 0.45,
+    ) -> None:
+        self.bundle = bundle
+        self.manifest = bundle.manifest
+        backend_cls = backends.get(backend)
+        if self.manifest.format not in backend_cls.formats and not any(
+            s.derive for s in self.manifest.files.values()
+        ):
+            raise ModelError(f"backend {backend} cannot run {self.manifest.format} models")
+        self.backend = backend_cls(bundle, device=device, threads=threads)
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+
+    def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, Transform]:
+        spec = self.manifest.input
+        h, w = frame.shape[:2]
+        if spec.resize == "letterbox":
+            scale = min(spec.width / w, spec.height / h)
+            nw, nh = round(w * scale), round(h * scale)
+            pad_x, pad_y = (spec.width - nw) // 2, (spec.height - nh) // 2
+            canvas = np.full((spec.height, spec.width, 3), 127, dtype=np.uint8)
+            canvas[pad_y : pad_y + nh, pad_x : pad_x + nw] = cv2.resize(
+                frame, (nw, nh), interpolation=cv2.INTER_LINEAR
+            )
+            transform = Transform(scale, scale, pad_x, pad_y, w, h)
+        else:
+            canvas = cv2.resize(frame, (spec.width, spec.height), interpolation=cv2.INTER_LINEAR)
+            transform = Transform(spec.width / w, spec.height / h, 0, 0, w, h)
+        blob = cv2.dnn.blobFromImage(
+            canvas, scalefactor=spec.scale, mean=spec.mean, swapRB=spec.swap_rb, crop=False
+        )
+        return blob, transform
+
+    def decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw outputs → person boxes (net-input pixels) and scores, before NMS."""
+        spec, person = self.manifest.input, self.manifest.person_class
+        if self.manifest.decoder == "yolo":
+            # Rows: cx, cy, w, h (0..1 of the input), objectness, then per-class scores
+            # already multiplied by objectness.
+            rows = np.concatenate([o.reshape(-1, o.shape[-1]) for o in outputs])
+            scores = rows[:, 5 + person]
+            rows, scores = rows[scores >= self.score_threshold], scores[scores >= self.score_threshold]
+            cx, cy = rows[:, 0] * spec.width, rows[:, 1] * spec.height
+            bw, bh = rows[:, 2] * spec.width, rows[:, 3] * spec.height
+            boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+        else:
+            # DetectionOutput rows: image, class, score, x1, y1, x2, y2 (0..1 of the input).
+            rows = np.concatenate([o.reshape(-1, 7) for o in outputs])
+            keep = (rows[:, 1] == person) & (rows[:, 2] >= self.score_threshold)
+            rows = rows[keep]
+            scores = rows[:, 2]
+            size = np.array([spec.width, spec.height, spec.width, spec.height], dtype=np.float32)
+            boxes = rows[:, 3:7] * size
+        return boxes.astype(np.float32).reshape(-1, 4), scores.astype(np.float32)
+
+    def nms(self, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        if len(boxes) == 0:
+            return np.zeros(0, dtype=np.int64)
+        xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]])
+        idx = cv2.dnn.NMSBoxes(
+            xywh.tolist(), scores.tolist(), self.score_threshold, self.nms_threshold
+        )
+        return np.asarray(idx, dtype=np.int64).reshape(-1)
+
+    def detect(self, frame: np.ndarray) -> Detections:
+        t0 = time.perf_counter()
+        blob, transform = self.preprocess(frame)
+        t1 = time.perf_counter()
+        outputs = self.backend.forward(blob)
+        t2 = time.perf_counter()
+        boxes, scores = self.decode(outputs)
+        keep = self.nms(boxes, scores)
+        boxes, scores = transform.to_frame(boxes[keep]), scores[keep]
+        order = np.argsort(-scores, kind="stable")
+        t3 = time.perf_counter()
+        return Detections(
+            boxes[order],
+            scores[order],
+            {"resize": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "boxes": (t3 - t2) * 1e3},
+        )

@@ -1,0 +1,3 @@
+from rva.cli import main
+
+raise SystemExit(main())

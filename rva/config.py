@@ -1,0 +1,168 @@
+"""The one configuration file, /etc/rva/rva.toml, validated before any service starts.
+
+Every field has a default, a title and bounds; unknown keys are errors. A problem is reported
+as one line that names the file and the dotted key, e.g.
+``/etc/rva/rva.toml: cameras.0.fps: Input should be less than or equal to 120 (got 500)``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rva import const
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Ubuntu 22.04 / JetPack 6
+    import tomli as tomllib
+
+CameraId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for a person: file, key, reason."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedisSection(Section):
+    url: str = Field(
+        const.DEFAULT_REDIS_URL,
+        title="Redis URL: redis://[user:password@]host:port/db or unix:///path/to/socket",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not re.match(r"^(redis|rediss|unix)://", value):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class CameraSection(Section):
+    source: str = Field(
+        "picamera",
+        title="picamera[:N], /dev/videoN (or a plain index), rtsp:// or http(s):// URL, "
+        "a video file (looped) or a still image",
+        min_length=1,
+    )
+    width: int = Field(640, title="Frame width in pixels", ge=32, le=4096)
+    height: int = Field(480, title="Frame height in pixels", ge=32, le=4096)
+    fps: float = Field(15.0, title="Frames per second to capture", gt=0, le=120)
+    jpeg_quality: int = Field(80, title="JPEG quality of stored frames", ge=10, le=100)
+    maxlen: int = Field(1000, title="Frames kept in camera:<id> (approximate)", ge=10, le=100_000)
+    rate: Literal["native", "max"] = Field(
+        "native", title="Video files: pace to the file's fps (native) or read as fast as possible"
+    )
+    resize: bool = Field(
+        False, title="Scale every frame to width x height (files and URLs keep their size otherwise)"
+    )
+
+
+class GearSection(Section):
+    model: str = Field(const.DEFAULT_MODEL, title="Model name from rva models list", min_length=1)
+    backend: str = Field("opencv", title="Inference backend: opencv or onnxruntime")
+    device: Literal["cpu", "cuda"] = Field("cpu", title="Where the backend runs the model")
+    score_threshold: float = Field(0.4, title="Minimum person score", ge=0.0, le=1.0)
+    nms_threshold: float = Field(0.45, title="Box overlap (IoU) above which NMS merges", ge=0, le=1)
+    group: str = Field(const.DEFAULT_GROUP, title="Consumer group shared by all workers")
+    claim_idle_ms: int = Field(
+        10_000, title="Reclaim entries a dead worker left pending this long", ge=100, le=3_600_000
+    )
+    results_maxlen: int = Field(1000, title="Results kept in camera:<id>:yolo", ge=10, le=100_000)
+    threads: int = Field(0, title="Inference threads (0 = backend default)", ge=0, le=64)
+
+
+class TimeSeriesSection(Section):
+    retention_hours: float = Field(
+        48, title="How long raw samples (people, fps, stage ms) are kept", gt=0, le=24 * 366
+    )
+    rollup_retention_days: float = Field(
+        90, title="How long the 1/5/15-minute people rollups are kept", gt=0, le=3660
+    )
+
+
+class WebSection(Section):
+    host: str = Field("0.0.0.0", title="Address rva web binds (127.0.0.1 keeps it local)")
+    port: int = Field(5000, title="TCP port of rva web", ge=1, le=65535)
+    jpeg_quality: int = Field(75, title="JPEG quality of the annotated /video stream", ge=10, le=100)
+    max_fps: float = Field(15, title="Upper bound on /video frames per second", gt=0, le=60)
+
+
+class Config(Section):
+    redis: RedisSection = RedisSection()
+    cameras: dict[CameraId, CameraSection] = Field(
+        default_factory=lambda: {"0": CameraSection()}, title="Cameras by id"
+    )
+    gear: GearSection = GearSection()
+    timeseries: TimeSeriesSection = TimeSeriesSection()
+    web: WebSection = WebSection()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _at_least_one_camera(self) -> Config:
+        if not self.cameras:
+            raise ValueError("cameras: at least one camera is needed")
+        return self
+
+    def camera(self, camera_id: str) -> CameraSection:
+        try:
+            return self.cameras[camera_id]
+        except KeyError:
+            known = ", ".join(sorted(self.cameras))
+            raise ConfigError(f"unknown camera {camera_id!r} (configured: {known})") from None
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get(const.ENV_CONFIG) or const.CONFIG_PATH)
+
+
+def load(path: str | os.PathLike[str] | None = None, *, required: bool = False) -> Config:
+    """Read and validate the config. A missing default file gives the defaults."""
+    file = config_path(path)
+    explicit = required or path is not None or bool(os.environ.get(const.ENV_CONFIG))
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"{file}: file not found") from None
+        return Config()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    return parse(text, file)
+
+
+def parse(text: str, file: Path | str = "<config>") -> Config:
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(file, err) for err in exc.errors())) from None
+
+
+def _describe(file: Path | str, err: Any) -> str:
+    key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{file}: {key}: unknown key"
+    reason = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    return f"{file}: {key}: {reason}{shown}"
+
+
+def redis_url(cfg: Config, override: str | None = None) -> str:
+    """-u/--url beats RVA_REDIS_URL beats the config file."""
+    return override or os.environ.get(const.ENV_REDIS_URL) or cfg.redis.url

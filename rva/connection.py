@@ -1,0 +1,77 @@
+"""Redis clients built from a URL, with bounded retries, and the backoff services wait on."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "Redis is away for now": wait and reconnect, never exit.
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
+
+
+def connect(url: str, *, name: str = "rva", timeout: float = 5.0) -> redis.Redis:
+    """A client that retries a dropped connection a few times before raising."""
+    return redis.Redis.from_url(
+        url,
+        client_name=name,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=15,
+        retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3),
+    )
+
+
+class Backoff:
+    """Growing, jittered pauses between attempts; reset() after a success."""
+
+    def __init__(self, base: float = 0.25, cap: float = 15.0) -> None:
+        self.base, self.cap, self.failures = base, cap, 0
+
+    def reset(self) -> None:
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        ceiling = min(self.cap, self.base * 2 ** min(self.failures, 16))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def wait(self, reason: str, *, tick: Callable[[], None] | None = None) -> None:
+        """Sleep for the next delay, calling tick() (e.g. the watchdog) at least every second."""
+        delay = self.next_delay()
+        log.warning("%s; retrying in %.1fs (attempt %d)", reason, delay, self.failures)
+        end = time.monotonic() + delay
+        while (left := end - time.monotonic()) > 0:
+            if tick:
+                tick()
+            time.sleep(min(1.0, left))
+
+
+def wait_for_redis(client: redis.Redis, *, tick: Callable[[str], None] | None = None) -> None:
+    """Block until Redis answers PING, backing off and reporting status while it does not."""
+    backoff = Backoff()
+    while True:
+        try:
+            client.ping()
+            return
+        except TRANSIENT as exc:
+            if tick:
+                tick(f"waiting for Redis: {exc}")
+            backoff.wait(f"Redis unreachable ({exc})", tick=(lambda: tick("waiting for Redis")) if tick else None)
+
+
+def timeseries_available(client: redis.Redis) -> bool:
+    """True when the server has RedisTimeSeries (Redis 8 built in, or the module loaded)."""
+    try:
+        client.execute_command("TS.INFO", "rva:probe:nonexistent")
+    except redis.ResponseError as exc:
+        # "unknown command" means no module; "key does not exist" means it is there.
+        return "unknown command" not in str(exc).lower()
+    return True

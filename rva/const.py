@@ -1,0 +1,16 @@
+"""Fixed paths and names shared by every RVA service."""
+
+from pathlib import Path
+
+CONFIG_PATH = Path("/etc/rva/rva.toml")
+STATE_DIR = Path("/var/lib/rva")
+RUNTIME_DIR = Path("/run/rva")
+MODEL_CACHE = STATE_DIR / "models"
+
+ENV_CONFIG = "RVA_CONFIG"
+ENV_REDIS_URL = "RVA_REDIS_URL"
+ENV_MODEL_CACHE = "RVA_MODEL_CACHE"
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_GROUP = "rva-gears"
+DEFAULT_MODEL = "yolov3-tiny"

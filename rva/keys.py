@@ -1,0 +1,44 @@
+"""The Redis key schema. Names follow the original RedisEdge demo so its tools still work."""
+
+from __future__ import annotations
+
+# Per-frame stage timings, in milliseconds (the seed's prf_* series).
+STAGES = ("read", "resize", "model", "boxes", "store", "total")
+# Every time series a camera owns, by metric name (the __name__ label).
+METRICS = ("people", "in_fps", "out_fps", *(f"prf_{s}" for s in STAGES))
+# Rollups of the people count: aggregation × bucket in real minutes.
+ROLLUP_AGGREGATIONS = ("avg", "min", "max")
+ROLLUP_MINUTES = (1, 5, 15)
+
+GEARS = "rva:gears"  # hash: gear id -> JSON registration
+MODELS = "rva:models"  # set of model names stored in Redis
+ERRORS = "rva:errors"  # hash: "<camera>:<kind>" -> count (corrupt frames, bad entries, ...)
+HEARTBEAT = "rva:heartbeat"  # hash: "<service>:<host>:<pid>" -> unix time of last loop
+TIMESERIES_FLAG = "rva:timeseries"  # "on" / "off", written by rva init
+
+
+def frames(camera: str) -> str:
+    """Input stream: fields count (frame number) and image (JPEG bytes)."""
+    return f"camera:{camera}"
+
+
+def results(camera: str) -> str:
+    """Output stream: fields ref (input id), boxes ("[x1, y1, x2, y2, ...]"), people."""
+    return f"camera:{camera}:yolo"
+
+
+def series(camera: str, metric: str) -> str:
+    return f"camera:{camera}:{metric}"
+
+
+def rollup(camera: str, aggregation: str, minutes: int) -> str:
+    return f"camera:{camera}:people:{aggregation}:{minutes}m"
+
+
+def model(name: str) -> str:
+    """Hash: manifest (JSON) and one field per model file (bytes)."""
+    return f"rva:model:{name}"
+
+
+def gear_id(gear: str, camera: str) -> str:
+    return f"{gear}:{camera}"
