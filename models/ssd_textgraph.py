@@ -8,17 +8,19 @@ second, text-format graph describing the layer structure while the weights
 still come from the binary graph by node name; this module writes that graph.
 
 How it works:
-
 1. ``cv2.dnn.writeTextGraph`` dumps the binary graph as text without weight
    payloads; we parse its node blocks.
 2. Only the convolutional body is kept: everything reachable backwards from
    the twelve box-predictor heads (box encodings and class logits of each
    feature map). ``Const`` nodes are dropped because the importer resolves
-   them from the binary graph, and ``Identity`` nodes are bypassed.
-3. The preprocessing ``x * (2/255) - 1`` stays in the graph, but its input is
-   rewired from the TF resize loop to a float ``image_tensor`` placeholder.
-   Callers therefore feed a 300x300 RGB blob with values 0..255, exactly what
-   the TF model expects on ``image_tensor``.
+   them from the binary graph, and ``Identity`` nodes are bypassed. The box
+   convolutions are flagged so the importer reorders TF's (y, x, h, w)
+   encodings to OpenCV's (x, y, w, h).
+3. The TF preprocessing (resize loop, then ``x * 2/255 - 1``) is cut out and
+   the feature extractor reads a float ``image_tensor`` placeholder. Callers
+   resize and normalise in ``blobFromImage``: 300x300, ``swapRB=True``,
+   ``scalefactor=1/127.5``, ``mean=127.5``. The graph's constants are
+   checked so a model with different normalisation is rejected.
 4. The TF post-processing is replaced by OpenCV layers that do the same job:
    ``Flatten`` + ``ConcatV2`` gather the head outputs, ``Sigmoid`` is the
    score converter, one ``PriorBox`` per feature map reproduces the TF grid
@@ -26,7 +28,8 @@ How it works:
 
 The net's single output ``detection_out`` has shape ``[1, 1, N, 7]``; each
 row is ``(batch, class_id, score, x_min, y_min, x_max, y_max)`` with
-coordinates normalised to the network input. Class 0 is background.
+coordinates normalised to the network input. Unused rows are all zero, so
+filter on class (0 is background) and score.
 
 The anchor recipe is not stored in the frozen graph in usable form, so it
 comes from the training pipeline config via ``SSDAnchorParams``; anchor and
@@ -45,9 +48,13 @@ from pathlib import Path
 
 import cv2
 
+from rva.models.manifest import Manifest
+
 INPUT_NAME = "image_tensor"
 OUTPUT_NAME = "detection_out"
-_PREPROCESS_MUL = "Preprocessor/mul"
+INPUT_SCALE = 1 / 127.5  # blobFromImage scalefactor replacing the TF preprocessing
+INPUT_MEAN = 127.5  # blobFromImage mean, per channel
+_PREPROCESS_OUT = "Preprocessor/sub"
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class SSDAnchorParams:
     num_classes: int = 1  # foreground classes; this pedestrian model has one
     variance: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
     nms_threshold: float = 0.6
+    # TF feeds every box scoring above 1e-8 to NMS and keeps 100; OpenCV caps
+    # the NMS input, so the cap and the score floor are set generously.
     nms_top_k: int = 400
     keep_top_k: int = 100
     confidence_threshold: float = 0.01
@@ -134,15 +143,30 @@ def _parse_nodes(text: str) -> dict[str, _Node]:
     return nodes
 
 
-def _weight_channels(nodes: dict[str, _Node], const_name: str) -> int:
-    """Output-channel count of a conv weight, read from its recorded shape."""
-    node = nodes.get(const_name)
+def _const_text(nodes: dict[str, _Node], ref: str) -> str:
+    """Attribute text of a constant: writeTextGraph keeps shapes and scalars."""
+    node = nodes.get(ref.split(":")[0])
     if node is None or node.op != "Const":
-        raise ValueError(f"graph has no weight constant {const_name!r}")
-    dims = re.findall(r"size: (\d+)", "\n".join(node.attrs))
-    if not dims:
-        raise ValueError(f"shape of {const_name!r} is not recorded")
-    return int(dims[-1])
+        raise ValueError(f"graph has no constant {ref!r}")
+    return "\n".join(node.attrs)
+
+
+def _weight_channels(nodes: dict[str, _Node], const_name: str) -> int:
+    return int(re.findall(r"size: (\d+)", _const_text(nodes, const_name))[-1])
+
+
+def _check_preprocessing(nodes: dict[str, _Node]) -> None:
+    """Insist on TF's ``x * 2/255 - 1`` so INPUT_SCALE/INPUT_MEAN reproduce it."""
+    mul, sub = nodes.get("Preprocessor/mul"), nodes.get(_PREPROCESS_OUT)
+    if mul is None or sub is None or (mul.op, sub.op) != ("Mul", "Sub"):
+        raise ValueError("graph lacks TF-OD-API Preprocessor/mul -> Preprocessor/sub")
+    factor, offset = (
+        float(re.findall(r"float_val: (\S+)", _const_text(nodes, ref))[0])
+        for ref in (mul.inputs[0], sub.inputs[1])
+    )
+    scale_ok = math.isclose(factor, INPUT_SCALE, rel_tol=1e-5)
+    if not (scale_ok and math.isclose(offset, INPUT_MEAN * INPUT_SCALE)):
+        raise ValueError(f"graph preprocessing is x * {factor} - {offset}, not x / 127.5 - 1")
 
 
 def _check_heads(nodes: dict[str, _Node], params: SSDAnchorParams) -> None:
@@ -167,7 +191,8 @@ def _collect_body(nodes: dict[str, _Node], heads: list[str]) -> list[_Node]:
     def resolve(ref: str) -> str:
         while ref in nodes and nodes[ref].op == "Identity":
             ref = nodes[ref].inputs[0]
-        return ref
+        # The normalised image now comes straight from the placeholder.
+        return INPUT_NAME if ref == _PREPROCESS_OUT else ref
 
     ordered: list[_Node] = []
     done: set[str] = {INPUT_NAME}
@@ -180,9 +205,6 @@ def _collect_body(nodes: dict[str, _Node], heads: list[str]) -> list[_Node]:
             continue
         node = nodes[name]
         inputs = [resolve(i) for i in node.inputs if not i.startswith("^")]
-        if name == _PREPROCESS_MUL:
-            # Bypass the TF resize loop: the blob arrives already resized.
-            inputs = [i if nodes[i.split(":")[0]].op == "Const" else INPUT_NAME for i in inputs]
         if expanded:
             done.add(name)
             ordered.append(_Node(name, node.op, inputs, node.attrs))
@@ -195,28 +217,18 @@ def _collect_body(nodes: dict[str, _Node], heads: list[str]) -> list[_Node]:
     return ordered
 
 
-def _fmt(value: float | int | bool | str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return format(value, ".9g")
-    return f'"{value}"'
-
-
 def _attr(key: str, value: list[str]) -> list[str]:
     return ["attr {", f'  key: "{key}"', "  value {", *(f"    {x}" for x in value), "  }", "}"]
 
 
-def _scalar(key: str, kind: str, value: float | int | bool | str) -> list[str]:
-    return _attr(key, [f"{kind}: {_fmt(value)}"])
+def _scalar(key: str, text: str) -> list[str]:
+    return _attr(key, [text])
 
 
 def _float_tensor(key: str, values: list[float]) -> list[str]:
     # PriorBox reads its list parameters as tensors, not as attr lists.
     shape = ["  tensor_shape {", "    dim {", f"      size: {len(values)}", "    }", "  }"]
-    floats = [f"  float_val: {_fmt(float(v))}" for v in values]
+    floats = [f"  float_val: {v:.9g}" for v in values]
     return _attr(key, ["tensor {", "  dtype: DT_FLOAT", *shape, *floats, "}"])
 
 
@@ -229,13 +241,13 @@ def _emit(name: str, op: str, inputs: Iterable[str], attrs: Iterable[str]) -> li
 
 def _int_const(name: str, value: int) -> list[str]:
     tensor = ["tensor {", "  dtype: DT_INT32", "  tensor_shape {}", f"  int_val: {value}", "}"]
-    attrs = _attr("dtype", ["type: DT_INT32"]) + _attr("value", tensor)
+    attrs = _scalar("dtype", "type: DT_INT32") + _attr("value", tensor)
     return _emit(name, "Const", [], attrs)
 
 
 def _concat(name: str, inputs: list[str], axis_node: str) -> list[str]:
-    attrs = _scalar("N", "i", len(inputs)) + _attr("T", ["type: DT_FLOAT"])
-    attrs += _attr("Tidx", ["type: DT_INT32"])
+    attrs = _scalar("N", f"i: {len(inputs)}") + _scalar("T", "type: DT_FLOAT")
+    attrs += _scalar("Tidx", "type: DT_INT32")
     return _emit(name, "ConcatV2", [*inputs, axis_node], attrs)
 
 
@@ -260,8 +272,8 @@ def _head_layers(params: SSDAnchorParams) -> list[str]:
         attrs = _float_tensor("width", [s * math.sqrt(ar) * side for s, ar in layer])
         attrs += _float_tensor("height", [s / math.sqrt(ar) * side for s, ar in layer])
         attrs += _float_tensor("variance", list(params.variance))
-        attrs += _scalar("offset", "f", 0.5) + _scalar("flip", "b", False)
-        attrs += _scalar("clip", "b", False)
+        attrs += _scalar("offset", "f: 0.5") + _scalar("flip", "b: false")
+        attrs += _scalar("clip", "b: false")
         lines += _emit(
             prior, "PriorBox", [f"{scope}/BoxEncodingPredictor/BiasAdd", INPUT_NAME], attrs
         )
@@ -270,17 +282,16 @@ def _head_layers(params: SSDAnchorParams) -> list[str]:
     lines += _concat("ssd/class_logits", logits, "ssd/axis_1")
     lines += _emit("ssd/class_scores", "Sigmoid", ["ssd/class_logits"], [])
     lines += _concat("ssd/anchors", anchors, "ssd/axis_2")
-    attrs = _scalar("num_classes", "i", params.num_classes + 1)
-    attrs += _scalar("share_location", "b", True)
-    attrs += _scalar("background_label_id", "i", 0)
-    attrs += _scalar("nms_threshold", "f", params.nms_threshold)
-    attrs += _scalar("top_k", "i", params.nms_top_k)
-    attrs += _scalar("keep_top_k", "i", params.keep_top_k)
-    attrs += _scalar("confidence_threshold", "f", params.confidence_threshold)
-    attrs += _scalar("code_type", "s", "CENTER_SIZE")
-    attrs += _scalar("variance_encoded_in_target", "b", False)
+    attrs = _scalar("num_classes", f"i: {params.num_classes + 1}")
+    attrs += _scalar("share_location", "b: true") + _scalar("background_label_id", "i: 0")
+    attrs += _scalar("nms_threshold", f"f: {params.nms_threshold:.9g}")
+    attrs += _scalar("top_k", f"i: {params.nms_top_k}")
+    attrs += _scalar("keep_top_k", f"i: {params.keep_top_k}")
+    attrs += _scalar("confidence_threshold", f"f: {params.confidence_threshold:.9g}")
+    attrs += _scalar("code_type", 's: "CENTER_SIZE"')
+    attrs += _scalar("variance_encoded_in_target", "b: false")
     # TF leaves decoded boxes unclipped; clipping keeps every box in [0, 1].
-    attrs += _scalar("clip", "b", True)
+    attrs += _scalar("clip", "b: true")
     inputs = ["ssd/box_encodings", "ssd/class_scores", "ssd/anchors"]
     return lines + _emit(OUTPUT_NAME, "DetectionOutput", inputs, attrs)
 
@@ -293,8 +304,7 @@ def write_ssd_text_graph(pb_path: Path, out_path: Path, params: SSDAnchorParams)
         dump = Path(tmp) / "full.pbtxt"
         cv2.dnn.writeTextGraph(str(pb_path), str(dump))
         nodes = _parse_nodes(dump.read_text(encoding="utf-8"))
-    if _PREPROCESS_MUL not in nodes:
-        raise ValueError(f"{pb_path} has no {_PREPROCESS_MUL!r}; not a TF-OD-API SSD graph")
+    _check_preprocessing(nodes)
     _check_heads(nodes, params)
     heads = [
         f"BoxPredictor_{i}/{kind}/BiasAdd"
@@ -303,14 +313,22 @@ def write_ssd_text_graph(pb_path: Path, out_path: Path, params: SSDAnchorParams)
     ]
     # The TF placeholder is uint8 with a dynamic shape; OpenCV only needs a
     # float input to bind the blob to.
-    lines = _emit(INPUT_NAME, "Placeholder", [], _attr("dtype", ["type: DT_FLOAT"]))
+    lines = _emit(INPUT_NAME, "Placeholder", [], _scalar("dtype", "type: DT_FLOAT"))
     for node in _collect_body(nodes, heads):
         attrs = node.attrs
         if node.name.endswith("/BoxEncodingPredictor/Conv2D"):
             # TF encodes boxes as (ty, tx, th, tw); this flag makes the
             # importer permute the conv's output channels to OpenCV's
             # (tx, ty, tw, th) so DetectionOutput stays standard.
-            attrs = attrs + _scalar("loc_pred_transposed", "b", True)
+            attrs = attrs + _scalar("loc_pred_transposed", "b: true")
         lines += _emit(node.name, node.op, node.inputs, attrs)
     lines += _head_layers(params)
     Path(out_path).write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")
+
+
+def derive(manifest: Manifest, folder: Path, out: Path) -> None:
+    """`rva models fetch` entry point: the manifest's derive_params are SSDAnchorParams fields."""
+    params = SSDAnchorParams(**{
+        k: tuple(v) if isinstance(v, list) else v for k, v in manifest.derive_params.items()
+    })
+    write_ssd_text_graph(folder / manifest.files["graph"].name, out, params)

@@ -1,0 +1,271 @@
+"""The `rva` command: one entry point for the services and the tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from rva import __version__, config, const
+from rva.config import Config, ConfigError
+from rva.models.manifest import ModelError
+
+log = logging.getLogger("rva")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help=f"config file (default {const.CONFIG_PATH}, or $RVA_CONFIG)")
+    common.add_argument("-u", "--url", help="Redis URL (default: $RVA_REDIS_URL, then redis.url)")
+    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(prog="rva", description=__doc__, parents=[common])
+    parser.add_argument("--version", action="version", version=f"rva {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, helptext: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=helptext, description=helptext, parents=[common])
+
+    p = add("capture", "read a camera into camera:<id>")
+    p.add_argument("source", nargs="?", help="overrides cameras.<id>.source")
+    p.add_argument("-c", "--camera", default=None, help="camera id (default: the first configured)")
+    p.add_argument("-o", "--output", help="output stream, camera:<id> (same as --camera <id>)")
+    p.add_argument("--fps", type=float)
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--quality", type=int, dest="jpeg_quality")
+    p.add_argument("--maxlen", type=int)
+    p.add_argument("--rate", choices=["native", "max"])
+    p.add_argument("--resize", action="store_true", default=None)
+    p.add_argument("--frames", type=int, default=0, help="stop after N frames (0 = never)")
+
+    p = add("gears", "run the registered gears (a consumer-group worker)")
+    p.add_argument("--max-entries", type=int, default=0, help="stop after N processed frames")
+
+    p = add("web", "serve the live view, /metrics and /healthz")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+
+    p = add("init", "prepare Redis: model, time series, gear registrations (idempotent)")
+    p.add_argument("--model-cache", help="model cache (default $RVA_MODEL_CACHE or /var/lib/rva/models)")
+
+    p = add("status", "one-screen health summary; exit 1 when unhealthy")
+    p.add_argument("--json", action="store_true")
+
+    p = add("top", "live console monitor: people, fps, stage timings")
+    p.add_argument("-c", "--camera", default=None)
+    p.add_argument("--interval", type=float, default=1.0)
+    p.add_argument("--once", action="store_true", help="print one screen and exit")
+
+    p = add("count", "run the detector offline over a video or image")
+    p.add_argument("source")
+    p.add_argument("--model", default=None, help=f"model name (default: gear.model, {const.DEFAULT_MODEL})")
+    p.add_argument("--backend", default=None)
+    p.add_argument("--every", type=int, default=1, help="process every Nth frame")
+    p.add_argument("--limit", type=int, default=0, help="stop after N processed frames")
+    p.add_argument("--json", action="store_true", help="one JSON object per processed frame")
+    p.add_argument("--model-cache")
+
+    p = add("bench", "measure the bare detector loop and the full Redis pipeline in one run")
+    p.add_argument("--seconds", type=float, default=20.0, help="duration of each phase")
+    p.add_argument("--model", default=None)
+    p.add_argument("--backend", default=None)
+    p.add_argument("--source", default=None, help="video (default: cameras.<first>.source)")
+    p.add_argument("--model-cache")
+
+    p = add("models", "list or fetch models")
+    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    msub.add_parser("list", help="known models and whether they are cached", parents=[common])
+    mf = msub.add_parser("fetch", help="download and verify model files", parents=[common])
+    mf.add_argument("names", nargs="*", help="models to fetch (default: gear.model)")
+    mf.add_argument("--all", action="store_true")
+    for mp in msub.choices.values():
+        mp.add_argument("--model-cache")
+
+    p = add("config", "check or show the configuration")
+    csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    csub.add_parser("check", help="validate the config file", parents=[common])
+    csub.add_parser("show", help="print the effective config as JSON", parents=[common])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rva.systemd import setup_logging
+
+    try:
+        cfg = config.load(args.config, required=args.command == "config")
+    except ConfigError as exc:
+        setup_logging("info")
+        print(f"rva: config error:\n{exc}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level or cfg.log_level, service=f"rva-{args.command}")
+    handler: Callable[[argparse.Namespace, Config], int] = COMMANDS[args.command]
+    try:
+        return handler(args, cfg)
+    except (ConfigError, ModelError) as exc:
+        print(f"rva: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- command handlers (imports are local: each service pays only for what it uses) ----------
+def cmd_capture(args: argparse.Namespace, cfg: Config) -> int:
+    from rva.services import capture
+
+    camera_id = args.camera or (args.output.removeprefix("camera:") if args.output else None)
+    camera_id = camera_id or next(iter(cfg.cameras))
+    if camera_id in cfg.cameras:
+        cam = cfg.cameras[camera_id]
+    elif args.source:  # an ad-hoc camera given on the command line, as the seed's capture.py
+        cam = config.CameraSection(source=args.source)
+    else:
+        cam = cfg.camera(camera_id)  # raises: unknown camera, naming the configured ones
+    overrides = {
+        k: getattr(args, k)
+        for k in ("fps", "width", "height", "jpeg_quality", "maxlen", "rate", "resize")
+        if getattr(args, k) is not None
+    }
+    if args.source:
+        overrides["source"] = args.source
+    try:
+        cam = config.CameraSection.model_validate({**cam.model_dump(), **overrides})
+    except config.ValidationError as exc:
+        raise ConfigError(str(exc)) from None
+    capture.run(config.redis_url(cfg, args.url), camera_id, cam, frames=args.frames, runtime=_runtime("capture"))
+    return 0
+
+
+def cmd_gears(args: argparse.Namespace, cfg: Config) -> int:
+    from rva.services import gears
+
+    gears.run(config.redis_url(cfg, args.url), cfg, runtime=_runtime("gears"), max_entries=args.max_entries)
+    return 0
+
+
+def cmd_web(args: argparse.Namespace, cfg: Config) -> int:
+    from rva.services import web
+
+    host = args.host or cfg.web.host
+    port = args.port or cfg.web.port
+    web.serve(config.redis_url(cfg, args.url), cfg, host, port, runtime=_runtime("web"))
+    return 0
+
+
+def cmd_init(args: argparse.Namespace, cfg: Config) -> int:
+    from rva.connection import connect, wait_for_redis
+    from rva.services import init
+
+    client = connect(config.redis_url(cfg, args.url), name="rva-init")
+    wait_for_redis(client)
+    summary = init.run(client, cfg, args.model_cache)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
+    from rva.services import status
+
+    return status.run(config.redis_url(cfg, args.url), cfg, as_json=args.json)
+
+
+def cmd_top(args: argparse.Namespace, cfg: Config) -> int:
+    from rva.services import top
+
+    camera = args.camera or next(iter(cfg.cameras))
+    return top.run(config.redis_url(cfg, args.url), camera, interval=args.interval, once=args.once)
+
+
+def _detector(args: argparse.Namespace, cfg: Config):  # type: ignore[no-untyped-def]
+    from rva.models import manifest, store
+    from rva.models.detector import Detector
+
+    bundle = store.from_cache(
+        manifest.load(args.model or cfg.gear.model), store.cache_dir(args.model_cache)
+    )
+    return Detector(
+        bundle, backend=args.backend or cfg.gear.backend, device=cfg.gear.device,
+        threads=cfg.gear.threads, score_threshold=cfg.gear.score_threshold,
+        nms_threshold=cfg.gear.nms_threshold,
+    )
+
+
+def cmd_count(args: argparse.Namespace, cfg: Config) -> int:
+    from rva.services import count
+
+    if args.every < 1:
+        raise ConfigError("--every must be at least 1")
+    try:
+        count.run(_detector(args, cfg), args.source, every=args.every, as_json=args.json, limit=args.limit)
+    except count.CountError as exc:
+        print(f"rva: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, cfg: Config) -> int:
+    from rva.services import bench
+
+    report = bench.run(args, cfg, config.redis_url(cfg, args.url))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, cfg: Config) -> int:
+    from rva.models import fetch, manifest, store
+
+    cache = store.cache_dir(args.model_cache)
+    if args.models_command == "list":
+        for name in manifest.available():
+            m = manifest.load(name)
+            try:
+                store.from_cache(m, cache)
+                state = "cached"
+            except ModelError:
+                state = "not fetched"
+            default = " (default)" if name == cfg.gear.model else ""
+            print(f"{name:18} {m.format:11} {state:12} {m.description}{default}")
+        return 0
+    names = manifest.available() if args.all else (args.names or [cfg.gear.model])
+    for name in names:
+        bundle = fetch.fetch(manifest.load(name), cache)
+        size = sum(len(b) for b in bundle.files.values())
+        print(f"{name}: {len(bundle.files)} files, {size / 1e6:.1f} MB, verified, in {cache / name}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, cfg: Config) -> int:
+    if args.config_command == "show":
+        print(cfg.model_dump_json(indent=2))
+    else:
+        print(f"{config.config_path(args.config)}: OK ({len(cfg.cameras)} camera(s))")
+    return 0
+
+
+def _runtime(service: str):  # type: ignore[no-untyped-def]
+    from rva.runtime import Runtime
+
+    runtime = Runtime(service)
+    runtime.install_signals()
+    return runtime
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
+    "capture": cmd_capture,
+    "gears": cmd_gears,
+    "web": cmd_web,
+    "init": cmd_init,
+    "status": cmd_status,
+    "top": cmd_top,
+    "count": cmd_count,
+    "bench": cmd_bench,
+    "models": cmd_models,
+    "config": cmd_config,
+}

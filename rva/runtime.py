@@ -1,0 +1,57 @@
+"""What every long-running RVA service shares: stop on SIGTERM/SIGINT, sd_notify, heartbeat."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+
+import redis
+
+from rva import keys
+from rva.connection import TRANSIENT
+from rva.systemd import Notifier
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.stop = threading.Event()
+        self.notifier = Notifier()
+        self.heartbeat_field = f"{service}:{socket.gethostname()}:{os.getpid()}"
+        self._last_beat = 0.0
+
+    def install_signals(self) -> None:
+        def handler(signum: int, _frame: object) -> None:
+            log.info("%s: %s received, stopping", self.service, signal.Signals(signum).name)
+            self.notifier.stopping()
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def tick(self, status: str | None = None) -> None:
+        """Call from the main loop: pings the watchdog and updates the status line."""
+        self.notifier.watchdog()
+        if status is not None:
+            self.notifier.status(status)
+
+    def beat(self, client: redis.Redis, every: float = 2.0) -> None:
+        """Record that this process is alive, for `rva status` and /healthz."""
+        now = time.time()
+        if now - self._last_beat < every:
+            return
+        self._last_beat = now
+        try:
+            client.hset(keys.HEARTBEAT, self.heartbeat_field, f"{now:.3f}")
+        except TRANSIENT:
+            pass  # the main loop notices a lost Redis on its next real command
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep unless asked to stop; True when it is time to stop."""
+        return self.stop.wait(seconds)

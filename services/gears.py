@@ -1,0 +1,299 @@
+"""rva gears: run the registered gears as members of a Redis consumer group.
+
+- At-least-once: an entry leaves the group's pending list only when its result is written,
+  and both happen in one server-side script that first checks this worker still owns the
+  entry — so a result is never written twice, even when a slow worker's entry was reclaimed.
+- Entries left pending by a dead worker are taken over with XAUTOCLAIM after claim_idle_ms.
+- Any number of workers, on this host or others, share a camera through the group.
+- Adaptive downsampling: of the frames waiting when a worker comes back for more, only the
+  newest is processed; the older ones are acknowledged as skipped. The pipeline thus runs at
+  its own speed with the least latency, whatever the camera's rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+
+from rva import keys
+from rva.config import Config
+from rva.connection import TRANSIENT, Backoff, connect, timeseries_available, wait_for_redis
+from rva.gears import GEAR_TYPES, Entry, Gear, GearError, Registration, Result
+from rva.models import store
+from rva.models.store import ModelBundle
+from rva.runtime import Runtime
+from rva.services import init
+
+log = logging.getLogger(__name__)
+
+# KEYS: input stream, results stream. ARGV: group, consumer, entry id, maxlen, field/value...
+COMMIT = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if #pending == 0 or pending[1][2] ~= ARGV[2] then return 0 end
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(fields))
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+READ_BATCH = 32
+
+
+@dataclass
+class GearState:
+    registration: Registration
+    gear: Gear
+    last_count: tuple[int, int] | None = None  # (frame count, ms) of the last processed entry
+    last_claim: float = 0.0
+    processed: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class Worker:
+    client: redis.Redis
+    cfg: Config
+    runtime: Runtime
+    consumer: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    gears: dict[str, GearState] = field(default_factory=dict)  # by input stream
+    timeseries: bool = False
+    models: dict[str, ModelBundle] = field(default_factory=dict)
+    on_result: Callable[[Registration, Entry, Result], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.commit = self.client.register_script(COMMIT)
+
+    # -- set-up -------------------------------------------------------------------------
+    def load_model(self, name: str) -> ModelBundle:
+        if name not in self.models:
+            self.models[name] = store.from_redis(self.client, name)
+        return self.models[name]
+
+    def registrations(self) -> list[Registration]:
+        raw = self.client.hgetall(keys.GEARS)
+        return sorted((Registration.from_json(v) for v in raw.values()), key=lambda r: r.id)
+
+    def prepare(self) -> None:
+        """(Re)build gears from the registrations; idempotent, cheap when nothing changed."""
+        regs = self.registrations()
+        for reg in regs:
+            state = self.gears.get(reg.stream)
+            if state is None or state.registration != reg:
+                gear_cls = GEAR_TYPES.get(reg.type)
+                if gear_cls is None:
+                    log.error("gear %s: unknown type %s; skipped", reg.id, reg.type)
+                    continue
+                log.info("gear %s: model %s on %s/%s", reg.id, reg.model, reg.backend, reg.device)
+                self.gears[reg.stream] = GearState(reg, gear_cls(reg, self.load_model))
+        for stream in set(self.gears) - {r.stream for r in regs}:
+            log.info("gear on %s unregistered; stopping it", stream)
+            del self.gears[stream]
+        self.restore()
+
+    def restore(self) -> None:
+        """After Redis lost its data (restart without persistence): groups, series, registry."""
+        self.timeseries = timeseries_available(self.client)
+        for state in self.gears.values():
+            reg = state.registration
+            init.ensure_group(self.client, reg.stream, reg.group)
+            self.client.hsetnx(keys.GEARS, reg.id, reg.to_json())
+            if self.timeseries and not self.client.exists(keys.series(reg.camera, "people")):
+                init.ensure_timeseries(self.client, reg.camera, self.cfg)
+
+    # -- the loop -------------------------------------------------------------------------
+    def step(self, block_ms: int = 1000) -> int:
+        """One round: reclaim, read, downsample, process. Returns entries processed."""
+        done = 0
+        for state in list(self.gears.values()):
+            done += self.reclaim(state)
+        if not self.gears:
+            return done
+        group = next(iter(self.gears.values())).registration.group
+        streams = {stream: ">" for stream in self.gears}
+        batches: dict[str, list[Entry]] = {}
+        reply = self.client.xreadgroup(group, self.consumer, streams, count=READ_BATCH, block=block_ms)
+        read_at = time.perf_counter()
+        for stream, entries in reply or []:
+            name = stream.decode()
+            batches[name] = [Entry(i.decode(), f) for i, f in entries]
+            # Drain what else is waiting without blocking: only the newest is worth a pass.
+            while len(entries) == READ_BATCH:
+                more = self.client.xreadgroup(group, self.consumer, {name: ">"}, count=READ_BATCH)
+                entries = more[0][1] if more else []
+                batches[name] += [Entry(i.decode(), f) for i, f in entries]
+        read_ms = (time.perf_counter() - read_at) * 1e3
+        for name, entries in batches.items():
+            state = self.gears[name]
+            *older, newest = entries
+            if older:
+                self.skip(state, older)
+            done += self.process(state, newest, read_ms)
+        return done
+
+    def reclaim(self, state: GearState) -> int:
+        reg = state.registration
+        now = time.monotonic()
+        if now - state.last_claim < reg.claim_idle_ms / 2000:
+            return 0
+        state.last_claim = now
+        _next, claimed, deleted = self.client.xautoclaim(
+            reg.stream, reg.group, self.consumer, min_idle_time=reg.claim_idle_ms,
+            start_id="0-0", count=READ_BATCH,
+        )
+        if deleted:
+            # Trimmed from the stream before anyone processed them: nothing left to do.
+            self.client.xack(reg.stream, reg.group, *deleted)
+            self.count(keys.STATS, reg.camera, "trimmed", len(deleted))
+        done = 0
+        for entry_id, fields in claimed:
+            log.info("gear %s: reclaimed %s from a dead worker", reg.id, entry_id.decode())
+            self.count(keys.STATS, reg.camera, "reclaimed")
+            done += self.process(state, Entry(entry_id.decode(), fields), 0.0)
+        return done
+
+    def skip(self, state: GearState, entries: list[Entry]) -> None:
+        reg = state.registration
+        self.client.xack(reg.stream, reg.group, *(e.id for e in entries))
+        state.skipped += len(entries)
+        self.count(keys.STATS, reg.camera, "skipped", len(entries))
+
+    def process(self, state: GearState, entry: Entry, read_ms: float) -> int:
+        reg = state.registration
+        started = time.perf_counter()
+        try:
+            result = state.gear.handle(entry)
+        except GearError as exc:
+            log.warning("gear %s: %s; skipped", reg.id, exc)
+            self.client.xack(reg.stream, reg.group, entry.id)
+            self.count(keys.ERRORS, reg.camera, exc.kind)
+            return 0
+        store_at = time.perf_counter()
+        args: list[str | int] = [reg.group, self.consumer, entry.id, reg.results_maxlen]
+        for name, value in result.fields.items():
+            args += [name, value]
+        owned = self.commit(keys=[reg.stream, keys.results(reg.camera)], args=args)
+        if not owned:
+            log.warning("gear %s: %s was reclaimed by another worker; result dropped", reg.id, entry.id)
+            return 0
+        state.processed += 1
+        self.count(keys.STATS, reg.camera, "processed")
+        timings = dict(result.timings_ms)
+        timings["read"] = read_ms + timings.pop("decode", 0.0)
+        if self.timeseries:
+            self.write_series(state, entry, result, timings, store_at)
+        timings["store"] = (time.perf_counter() - store_at) * 1e3
+        timings["total"] = read_ms + (time.perf_counter() - started) * 1e3
+        if self.on_result:
+            self.on_result(reg, entry, result)
+        return 1
+
+    def write_series(
+        self, state: GearState, entry: Entry, result: Result, timings: dict[str, float], store_at: float
+    ) -> None:
+        reg, ts = state.registration, entry.timestamp_ms
+        samples = dict(result.samples)
+        for stage in keys.STAGES:
+            if stage in timings:
+                samples[f"prf_{stage}"] = timings[stage]
+        samples["prf_store"] = (time.perf_counter() - store_at) * 1e3
+        samples["prf_total"] = sum(timings.get(s, 0.0) for s in keys.STAGES) + samples["prf_store"]
+        in_fps = self.input_rate(state, entry)
+        if in_fps is not None:
+            samples["in_fps"] = in_fps
+        out_fps = self.output_rate(reg)
+        if out_fps is not None:
+            samples["out_fps"] = out_fps
+        args: list[str | int | float] = []
+        for metric, value in samples.items():
+            args += [keys.series(reg.camera, metric), ts, round(float(value), 3)]
+        try:
+            self.client.execute_command("TS.MADD", *args)
+        except redis.ResponseError as exc:
+            log.warning("gear %s: TS.MADD failed: %s", reg.id, exc)
+
+    @staticmethod
+    def input_rate(state: GearState, entry: Entry) -> float | None:
+        try:
+            count = int(entry.fields.get(b"count", b""))
+        except ValueError:
+            return None
+        last, state.last_count = state.last_count, (count, entry.timestamp_ms)
+        if last is None or count <= last[0] or entry.timestamp_ms <= last[1]:
+            return None
+        return (count - last[0]) * 1000.0 / (entry.timestamp_ms - last[1])
+
+    def output_rate(self, reg: Registration, window: int = 10) -> float | None:
+        """Results per second over the last few results, whichever worker wrote them."""
+        recent = self.client.xrevrange(keys.results(reg.camera), count=window)
+        if len(recent) < 2:
+            return None
+        newest, oldest = (int(r[0].split(b"-")[0]) for r in (recent[0], recent[-1]))
+        return (len(recent) - 1) * 1000.0 / max(newest - oldest, 1)
+
+    def count(self, key: str, camera: str, what: str, n: int = 1) -> None:
+        self.client.hincrby(key, f"{camera}:{what}", n)
+
+    def status_line(self) -> str:
+        parts = [
+            f"{s.registration.camera}: {s.processed} done, {s.skipped} skipped"
+            for s in self.gears.values()
+        ]
+        ts = "time series on" if self.timeseries else "time series OFF"
+        return f"{'; '.join(parts) or 'no gears registered'} ({ts})"
+
+
+def run(url: str, cfg: Config, *, runtime: Runtime | None = None, max_entries: int = 0) -> int:
+    """Work until stopped (or after ``max_entries`` processed entries, for tests and bench)."""
+    runtime = runtime or Runtime("gears")
+    client = connect(url, name="rva-gears")
+    wait_for_redis(client, tick=runtime.tick)
+    worker = Worker(client, cfg, runtime)
+    backoff = Backoff()
+    while not runtime.stop.is_set():  # wait for registrations (rva init) and the model
+        try:
+            worker.prepare()
+            if worker.gears:
+                break
+            runtime.tick("waiting for `rva init` to register gears")
+        except TRANSIENT as exc:
+            runtime.tick(f"waiting for Redis: {exc}")
+        except store.ModelError as exc:
+            runtime.tick(f"waiting for the model: {exc}")
+            log.warning("%s", exc)
+        backoff.wait("gears not ready", tick=runtime.tick)
+    if runtime.stop.is_set():
+        return 0
+    backoff.reset()
+    runtime.notifier.ready(worker.status_line())
+    if not worker.timeseries:
+        log.warning("RedisTimeSeries is not available: time series are OFF")
+    processed, last_refresh = 0, time.monotonic()
+    while not runtime.stop.is_set() and not (max_entries and processed >= max_entries):
+        try:
+            processed += worker.step()
+            if time.monotonic() - last_refresh > 10:
+                worker.prepare()
+                last_refresh = time.monotonic()
+            backoff.reset()
+            runtime.tick(worker.status_line())
+            runtime.beat(client)
+        except TRANSIENT as exc:
+            runtime.tick(f"Redis unreachable: {exc}")
+            backoff.wait(f"Redis unreachable ({exc})", tick=runtime.tick)
+            try:
+                wait_for_redis(client, tick=runtime.tick)
+                worker.prepare()
+            except TRANSIENT:
+                continue
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            log.warning("consumer group missing (Redis restarted empty?); recreating")
+            worker.prepare()
+    return processed

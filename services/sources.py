@@ -1,0 +1,214 @@
+"""Frame sources behind one Camera interface.
+
+The hardware choice is made once, from the source string, so the capture loop never branches:
+``picamera[:N]`` (libcamera through picamera2, imported only here and only when asked for),
+``/dev/videoN`` or ``N`` (V4L2 through OpenCV), ``rtsp://``/``http(s)://`` URLs, a video file
+(looped), or a still image (repeated).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from types import TracebackType
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class SourceError(Exception):
+    """The source cannot be opened or has stopped delivering frames."""
+
+
+class Camera(ABC):
+    """open() → read() … → close(); also a context manager."""
+
+    description = "camera"
+
+    def __init__(self, width: int, height: int, fps: float, *, resize: bool = False) -> None:
+        self.width, self.height, self.fps, self.resize = width, height, fps, resize
+
+    @abstractmethod
+    def open(self) -> None: ...
+
+    @abstractmethod
+    def read(self) -> np.ndarray:
+        """The next BGR frame; raises SourceError when the source is gone."""
+
+    def close(self) -> None:  # noqa: B027 - optional for sources that hold nothing
+        pass
+
+    @property
+    def paced(self) -> bool:
+        """True when read() already waits for the next frame (live cameras)."""
+        return True
+
+    def _sized(self, frame: np.ndarray) -> np.ndarray:
+        if self.resize and frame.shape[1::-1] != (self.width, self.height):
+            return cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        return frame
+
+    def __enter__(self) -> Camera:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class OpenCVCamera(Camera):
+    """V4L2 devices, network streams and video files through cv2.VideoCapture."""
+
+    def __init__(self, target: str | int, width: int, height: int, fps: float, *,
+                 kind: str, resize: bool = False) -> None:
+        super().__init__(width, height, fps, resize=resize or kind == "v4l2")
+        self.target, self.kind = target, kind
+        self.description = f"{kind} {target}"
+        self.capture: cv2.VideoCapture | None = None
+        self.file_fps = 0.0
+
+    def open(self) -> None:
+        if self.kind == "file" and not Path(str(self.target)).is_file():
+            raise SourceError(f"video file not found: {self.target}")
+        cap = cv2.VideoCapture(self.target, cv2.CAP_V4L2 if self.kind == "v4l2" else cv2.CAP_ANY)
+        if not cap.isOpened():
+            raise SourceError(f"cannot open {self.description}")
+        if self.kind == "v4l2":
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+            cap.set(cv2.CAP_PROP_FPS, self.fps)
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # newest frame, not a queue of stale ones
+        self.file_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        self.capture = cap
+
+    def read(self) -> np.ndarray:
+        if self.capture is None:
+            raise SourceError(f"{self.description} is not open")
+        ok, frame = self.capture.read()
+        if not ok and self.kind == "file":  # end of file: loop
+            self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self.capture.read()
+        if not ok or frame is None:
+            raise SourceError(f"{self.description} delivered no frame")
+        return self._sized(frame)
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
+
+    @property
+    def paced(self) -> bool:
+        return self.kind != "file"
+
+
+class StillImage(Camera):
+    """One image, delivered again and again (tests, demos, a fixed scene)."""
+
+    def __init__(self, path: str, width: int, height: int, fps: float, *, resize: bool = False):
+        super().__init__(width, height, fps, resize=resize)
+        self.path, self.description = path, f"image {path}"
+        self.frame: np.ndarray | None = None
+
+    def open(self) -> None:
+        frame = cv2.imread(self.path, cv2.IMREAD_COLOR)
+        if frame is None:
+            raise SourceError(f"cannot read image {self.path}")
+        self.frame = self._sized(frame)
+
+    def read(self) -> np.ndarray:
+        if self.frame is None:
+            raise SourceError(f"{self.description} is not open")
+        return self.frame.copy()
+
+    @property
+    def paced(self) -> bool:
+        return False
+
+
+class PiCamera(Camera):
+    """Raspberry Pi camera modules through libcamera (picamera2). Untested here: no Pi camera."""
+
+    def __init__(self, index: int, width: int, height: int, fps: float) -> None:
+        super().__init__(width, height, fps)
+        self.index, self.description = index, f"Pi camera {index}"
+        self.picam = None
+
+    def open(self) -> None:
+        try:
+            from picamera2 import Picamera2  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise SourceError(
+                "source picamera needs picamera2 (Raspberry Pi OS: apt install python3-picamera2)"
+            ) from exc
+        try:
+            picam = Picamera2(self.index)
+            config = picam.create_video_configuration(
+                main={"size": (self.width, self.height), "format": "RGB888"},
+                controls={"FrameRate": self.fps},
+                buffer_count=4,
+            )
+            picam.configure(config)
+            picam.start()
+        except (RuntimeError, IndexError, OSError) as exc:
+            raise SourceError(f"cannot open {self.description}: {exc}") from exc
+        self.picam = picam
+
+    def read(self) -> np.ndarray:
+        if self.picam is None:
+            raise SourceError(f"{self.description} is not open")
+        try:
+            # libcamera's "RGB888" is B,G,R byte order in memory: already what OpenCV wants.
+            return self.picam.capture_array("main")
+        except RuntimeError as exc:
+            raise SourceError(f"{self.description} failed: {exc}") from exc
+
+    def close(self) -> None:
+        if self.picam is not None:
+            try:
+                self.picam.stop()
+                self.picam.close()
+            finally:
+                self.picam = None
+
+
+def open_source(source: str, width: int, height: int, fps: float, *, resize: bool = False) -> Camera:
+    """Build (not yet open) the Camera a source string names."""
+    if m := re.fullmatch(r"picamera(?::(\d+))?", source):
+        return PiCamera(int(m.group(1) or 0), width, height, fps)
+    if re.fullmatch(r"\d+", source):
+        return OpenCVCamera(int(source), width, height, fps, kind="v4l2")
+    if source.startswith("/dev/video"):
+        return OpenCVCamera(source, width, height, fps, kind="v4l2")
+    if re.match(r"^(rtsp|rtsps|http|https)://", source):
+        return OpenCVCamera(source, width, height, fps, kind="stream", resize=resize)
+    if Path(source).suffix.lower() in IMAGE_SUFFIXES:
+        return StillImage(source, width, height, fps, resize=resize)
+    return OpenCVCamera(source, width, height, fps, kind="file", resize=resize)
+
+
+class Pacer:
+    """Sleeps so that frames leave no faster than ``fps`` (0 = as fast as possible)."""
+
+    def __init__(self, fps: float) -> None:
+        self.period = 1.0 / fps if fps > 0 else 0.0
+        self.next = time.monotonic()
+
+    def wait(self) -> None:
+        if not self.period:
+            return
+        self.next += self.period
+        delay = self.next - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -1.0:  # fell far behind (paused, slow disk): don't burst to catch up
+            self.next = time.monotonic()
