@@ -36,6 +36,12 @@ def rollup(camera: str, aggregation: str, minutes: int) -> str:
     return f"camera:{camera}:people:{aggregation}:{minutes}m"
 
 
+def latest(camera: str) -> str:
+    """Hash of the newest per-frame values (people, in_fps, out_fps, prf_*), with or without
+    RedisTimeSeries, for /metrics, rva top and the page."""
+    return f"camera:{camera}:latest"
+
+
 def model(name: str) -> str:
     """Hash: manifest (JSON) and one field per model file (bytes)."""
     return f"rva:model:{name}"

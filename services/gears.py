@@ -185,8 +185,7 @@ class Worker:
         self.count(keys.STATS, reg.camera, "processed")
         timings = dict(result.timings_ms)
         timings["read"] = read_ms + timings.pop("decode", 0.0)
-        if self.timeseries:
-            self.write_series(state, entry, result, timings, store_at)
+        self.write_series(state, entry, result, timings, store_at)
         timings["store"] = (time.perf_counter() - store_at) * 1e3
         timings["total"] = read_ms + (time.perf_counter() - started) * 1e3
         if self.on_result:
@@ -196,6 +195,7 @@ class Worker:
     def write_series(
         self, state: GearState, entry: Entry, result: Result, timings: dict[str, float], store_at: float
     ) -> None:
+        """Newest values into camera:<id>:latest; samples into the time series when on."""
         reg, ts = state.registration, entry.timestamp_ms
         samples = dict(result.samples)
         for stage in keys.STAGES:
@@ -209,13 +209,17 @@ class Worker:
         out_fps = self.output_rate(reg)
         if out_fps is not None:
             samples["out_fps"] = out_fps
-        args: list[str | int | float] = []
-        for metric, value in samples.items():
-            args += [keys.series(reg.camera, metric), ts, round(float(value), 3)]
-        try:
-            self.client.execute_command("TS.MADD", *args)
-        except redis.ResponseError as exc:
-            log.warning("gear %s: TS.MADD failed: %s", reg.id, exc)
+        samples = {k: round(float(v), 3) for k, v in samples.items()}
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(keys.latest(reg.camera), mapping={**samples, "ts": ts})
+        if self.timeseries:
+            args: list[str | int | float] = []
+            for metric, value in samples.items():
+                args += [keys.series(reg.camera, metric), ts, value]
+            pipe.execute_command("TS.MADD", *args)
+        for reply in pipe.execute(raise_on_error=False):
+            if isinstance(reply, redis.ResponseError):
+                log.warning("gear %s: storing samples failed: %s", reg.id, reply)
 
     @staticmethod
     def input_rate(state: GearState, entry: Entry) -> float | None:

@@ -1,0 +1,51 @@
+# RVA developer entry points. Everything downloaded lands in .cache/ (ignored by git).
+#   make demo   - the whole chain on the sample video, page at http://localhost:5000/
+#   make test   - the test suite (installs what it needs first)
+#   make lint   - ruff + mypy
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+CACHE := $(CURDIR)/.cache
+export RVA_CACHE := $(CACHE)
+export RVA_MODEL_CACHE := $(CACHE)/models
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: all deps venv fetch demo test test-core test-provision test-image lint clean
+
+all: test
+
+deps:
+	scripts/install-deps.sh base test
+
+# The venv is rebuilt when the pins change.
+$(BIN)/rva: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,systemd]' || $(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/rva
+
+fetch: venv
+	scripts/get-redis-stack.sh
+	scripts/get-footage.sh
+	$(BIN)/rva models fetch --all
+
+demo: deps fetch
+	scripts/demo.sh
+
+test: deps fetch
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fast suite alone (no root filesystem builds, no QEMU boots).
+test-core: deps fetch
+	$(BIN)/pytest -m "not provision and not image" $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check rva services gears models tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

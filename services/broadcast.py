@@ -1,0 +1,139 @@
+"""Annotated MJPEG frames, made once per result and fanned out to every viewer of a camera.
+
+A camera's feed thread runs only while somebody watches: the first viewer starts it, and it
+stops reading Redis a few seconds after the last one leaves. Boxes are drawn on the very frame
+they were computed from (the result's ``ref``), never on a newer one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import cv2
+import numpy as np
+import redis
+
+from rva import keys
+from rva.connection import TRANSIENT, Backoff
+
+log = logging.getLogger(__name__)
+
+IDLE_STOP_S = 5.0  # keep reading this long after the last viewer left
+RAW_AFTER_S = 2.0  # no result this long: show raw frames, marked, so the view stays live
+
+
+def annotate(frame: np.ndarray, boxes: list[int], people: int | None, note: str = "") -> np.ndarray:
+    for i in range(0, len(boxes) - 3, 4):
+        x1, y1, x2, y2 = boxes[i : i + 4]
+        cv2.rectangle(frame, (x1, y1), (x2, y2), (0, 255, 0), 2)
+    label = f"people: {people}" if people is not None else "people: -"
+    if note:
+        label += f"  ({note})"
+    scale = max(0.5, frame.shape[1] / 900)
+    (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
+    cv2.rectangle(frame, (0, 0), (w + 16, h + base + 14), (0, 0, 0), -1)
+    cv2.putText(frame, label, (8, h + 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2, cv2.LINE_AA)
+    return frame
+
+
+class Feed:
+    """The newest annotated JPEG of one camera, with a condition viewers wait on."""
+
+    def __init__(self, client: redis.Redis, camera: str, quality: int, max_fps: float) -> None:
+        self.client, self.camera = client, camera
+        self.quality, self.min_period = quality, 1.0 / max_fps
+        self.cond = threading.Condition()
+        self.jpeg: bytes | None = None
+        self.seq = 0
+        self.viewers = 0
+        self.last_viewer = time.monotonic()
+        self.thread: threading.Thread | None = None
+        self.encoded = 0  # frames encoded, for tests and /metrics
+
+    # -- viewers ------------------------------------------------------------------------
+    def join(self) -> None:
+        with self.cond:
+            self.viewers += 1
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name=f"feed-{self.camera}", daemon=True)
+                self.thread.start()
+
+    def leave(self) -> None:
+        with self.cond:
+            self.viewers -= 1
+            self.last_viewer = time.monotonic()
+
+    def wait_next(self, after: int, timeout: float = 5.0) -> tuple[int, bytes | None]:
+        with self.cond:
+            self.cond.wait_for(lambda: self.seq != after, timeout=timeout)
+            return self.seq, self.jpeg
+
+    def _idle(self) -> bool:
+        """True (and the thread slot freed, atomically with the check) when nobody watches."""
+        with self.cond:
+            if self.viewers <= 0 and time.monotonic() - self.last_viewer > IDLE_STOP_S:
+                self.thread = None
+                return True
+            return False
+
+    # -- the feed thread ----------------------------------------------------------------
+    def _publish(self, frame: np.ndarray) -> None:
+        ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            return
+        with self.cond:
+            self.jpeg = jpeg.tobytes()
+            self.seq += 1
+            self.encoded += 1
+            self.cond.notify_all()
+
+    def _frame(self, entry_id: bytes | str) -> np.ndarray | None:
+        found = self.client.xrange(keys.frames(self.camera), entry_id, entry_id, count=1)
+        if not found or b"image" not in found[0][1]:
+            return None  # trimmed already
+        data = np.frombuffer(found[0][1][b"image"], dtype=np.uint8)
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+    def _latest_raw(self) -> np.ndarray | None:
+        newest = self.client.xrevrange(keys.frames(self.camera), count=1)
+        return self._frame(newest[0][0]) if newest else None
+
+    def _run(self) -> None:
+        results = keys.results(self.camera)
+        last_id: bytes | str = "$"
+        last_result = time.monotonic()
+        backoff = Backoff()
+        log.info("feed %s: started", self.camera)
+        while not self._idle():
+            started = time.monotonic()
+            try:
+                reply = self.client.xread({results: last_id}, count=16, block=500)
+                if reply:
+                    entries = reply[0][1]
+                    last_id = entries[-1][0]
+                    for _id, fields in reversed(entries):  # newest that can still be drawn
+                        frame = self._frame(fields.get(b"ref", b"0-0"))
+                        if frame is None:
+                            continue
+                        boxes = json.loads(fields.get(b"boxes", b"[]"))
+                        self._publish(annotate(frame, boxes, int(fields.get(b"people", 0))))
+                        last_result = time.monotonic()
+                        break
+                elif time.monotonic() - last_result > RAW_AFTER_S:
+                    frame = self._latest_raw()
+                    if frame is not None:
+                        self._publish(annotate(frame, [], None, "detector idle"))
+                backoff.reset()
+            except TRANSIENT as exc:
+                backoff.wait(f"feed {self.camera}: Redis unreachable ({exc})")
+                continue
+            except (redis.ResponseError, ValueError) as exc:
+                log.warning("feed %s: %s", self.camera, exc)
+                time.sleep(0.5)
+            spare = self.min_period - (time.monotonic() - started)
+            if spare > 0:
+                time.sleep(spare)
+        log.info("feed %s: no viewers, stopped reading", self.camera)

@@ -1,0 +1,130 @@
+"""One read of the appliance's state from Redis, shared by /healthz, /metrics, status and top."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+
+from rva import keys
+from rva.connection import TRANSIENT, timeseries_available
+
+FRAME_STALE_S = 10.0  # no new frame for this long: the camera (or rva-capture) is down
+RESULT_STALE_S = 30.0  # no new result for this long while frames arrive: rva-gears is down
+HEARTBEAT_STALE_S = 30.0
+
+
+def _decode(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def _id_ms(entry_id: bytes | str | None) -> int | None:
+    if not entry_id:
+        return None
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms = int(text.split("-", 1)[0])
+    return ms or None
+
+
+@dataclass
+class CameraState:
+    camera: str
+    frames: int = 0
+    frame_age_s: float | None = None
+    result_age_s: float | None = None
+    people: int | None = None
+    gear_lag: int | None = None
+    gear_pending: int | None = None
+    latest: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Snapshot:
+    redis: bool
+    timeseries: bool = False
+    cameras: dict[str, CameraState] = field(default_factory=dict)
+    services: dict[str, float] = field(default_factory=dict)  # heartbeat field -> age s
+    problems: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        if not self.redis:
+            return "down"
+        if self.problems or any(c.problems for c in self.cameras.values()):
+            return "degraded"
+        return "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status
+        data["timeseries"] = "on" if self.timeseries else "off"
+        return data
+
+
+def _server_ms(client: redis.Redis) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _camera(client: redis.Redis, camera: str, group: str, now_ms: int) -> CameraState:
+    state = CameraState(camera)
+    try:
+        info = client.xinfo_stream(keys.frames(camera))
+        state.frames = int(info["length"])
+        last = _id_ms(info.get("last-generated-id"))
+        state.frame_age_s = (now_ms - last) / 1000 if last else None
+    except redis.ResponseError:
+        state.problems.append("no frames yet (is rva-capture running?)")
+    results = client.xrevrange(keys.results(camera), count=1)
+    if results:
+        ref_id, fields = results[0]
+        state.result_age_s = (now_ms - (_id_ms(ref_id) or now_ms)) / 1000
+        state.people = int(fields.get(b"people", b"0"))
+    try:
+        for g in client.xinfo_groups(keys.frames(camera)):
+            if g["name"].decode() == group:
+                state.gear_pending = int(g["pending"])
+                lag = g.get("lag")
+                state.gear_lag = int(lag) if lag is not None else None
+    except redis.ResponseError:
+        pass
+    state.latest = {k: float(v) for k, v in _decode(client.hgetall(keys.latest(camera))).items()}
+    prefix = f"{camera}:"
+    state.errors = {
+        k.removeprefix(prefix): int(v) for k, v in _decode(client.hgetall(keys.ERRORS)).items()
+        if k.startswith(prefix)
+    }
+    state.counters = {
+        k.removeprefix(prefix): int(v) for k, v in _decode(client.hgetall(keys.STATS)).items()
+        if k.startswith(prefix)
+    }
+    if state.frame_age_s is not None and state.frame_age_s > FRAME_STALE_S:
+        state.problems.append(f"last frame {state.frame_age_s:.0f}s old (camera or rva-capture down)")
+    fresh_frames = state.frame_age_s is not None and state.frame_age_s <= FRAME_STALE_S
+    if fresh_frames and (state.result_age_s is None or state.result_age_s > RESULT_STALE_S):
+        state.problems.append("frames arrive but no results (is rva-gears running?)")
+    return state
+
+
+def snapshot(client: redis.Redis, cameras: list[str], group: str) -> Snapshot:
+    try:
+        now_ms = _server_ms(client)
+        snap = Snapshot(redis=True, timeseries=timeseries_available(client))
+        for camera in cameras:
+            snap.cameras[camera] = _camera(client, camera, group, now_ms)
+        now = time.time()
+        for name, beat in _decode(client.hgetall(keys.HEARTBEAT)).items():
+            age = now - float(beat)
+            if age < 24 * 3600:
+                snap.services[name] = round(age, 1)
+        if not snap.timeseries:
+            snap.problems.append("RedisTimeSeries not available: time series are off")
+        return snap
+    except TRANSIENT as exc:
+        return Snapshot(redis=False, error=str(exc), problems=[f"Redis unreachable: {exc}"])

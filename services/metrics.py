@@ -1,0 +1,63 @@
+"""/metrics: the appliance's state in Prometheus text format, read from Redis at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rva import keys
+from rva.services.health import Snapshot
+
+
+class RvaCollector(Collector):
+    def __init__(self, take_snapshot: Callable[[], Snapshot]) -> None:
+        self.take_snapshot = take_snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.take_snapshot()
+        up = GaugeMetricFamily("rva_redis_up", "1 when Redis answers")
+        up.add_metric([], 1.0 if snap.redis else 0.0)
+        yield up
+        ts = GaugeMetricFamily("rva_timeseries_enabled", "1 when RedisTimeSeries is available")
+        ts.add_metric([], 1.0 if snap.timeseries else 0.0)
+        yield ts
+        people = GaugeMetricFamily("rva_people", "People in the newest processed frame", labels=["camera"])
+        fps = GaugeMetricFamily("rva_fps", "Frames per second into and out of the gear", labels=["camera", "direction"])
+        stage = GaugeMetricFamily("rva_stage_milliseconds", "Time per stage for the newest frame", labels=["camera", "stage"])
+        frame_age = GaugeMetricFamily("rva_frame_age_seconds", "Age of the newest captured frame", labels=["camera"])
+        result_age = GaugeMetricFamily("rva_result_age_seconds", "Age of the newest result", labels=["camera"])
+        lag = GaugeMetricFamily("rva_gear_lag_entries", "Frames not yet delivered to a worker", labels=["camera"])
+        pending = GaugeMetricFamily("rva_gear_pending_entries", "Frames delivered, not yet acknowledged", labels=["camera"])
+        frames = CounterMetricFamily("rva_frames", "Frames by outcome", labels=["camera", "outcome"])
+        errors = CounterMetricFamily("rva_errors", "Bad input skipped, by kind", labels=["camera", "kind"])
+        for cam, st in snap.cameras.items():
+            if st.people is not None:
+                people.add_metric([cam], st.people)
+            for direction in ("in", "out"):
+                if f"{direction}_fps" in st.latest:
+                    fps.add_metric([cam, direction], st.latest[f"{direction}_fps"])
+            for name in keys.STAGES:
+                if f"prf_{name}" in st.latest:
+                    stage.add_metric([cam, name], st.latest[f"prf_{name}"])
+            if st.frame_age_s is not None:
+                frame_age.add_metric([cam], st.frame_age_s)
+            if st.result_age_s is not None:
+                result_age.add_metric([cam], st.result_age_s)
+            if st.gear_lag is not None:
+                lag.add_metric([cam], st.gear_lag)
+            if st.gear_pending is not None:
+                pending.add_metric([cam], st.gear_pending)
+            for outcome, n in sorted(st.counters.items()):
+                frames.add_metric([cam, outcome], n)
+            for kind, n in sorted(st.errors.items()):
+                errors.add_metric([cam, kind], n)
+        yield from (people, fps, stage, frame_age, result_age, lag, pending, frames, errors)
+
+
+def render(take_snapshot: Callable[[], Snapshot]) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RvaCollector(take_snapshot))
+    return generate_latest(registry)

@@ -1,0 +1,43 @@
+"""rva status: is the appliance healthy? One screen for a person, or JSON; exit 1 if not ok."""
+
+from __future__ import annotations
+
+import json
+
+from rva.config import Config
+from rva.connection import connect
+from rva.services import health
+
+
+def _age(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:.1f}s ago"
+
+
+def render(snap: health.Snapshot) -> str:
+    lines = [f"RVA: {snap.status}"]
+    if not snap.redis:
+        lines.append(f"  Redis: unreachable ({snap.error})")
+        return "\n".join(lines)
+    lines.append("  Redis: reachable")
+    lines.append(f"  time series: {'on' if snap.timeseries else 'OFF (counts kept in the results stream only)'}")
+    for cam, st in snap.cameras.items():
+        fps_in, fps_out = st.latest.get("in_fps"), st.latest.get("out_fps")
+        lines.append(
+            f"  camera {cam}: people {st.people if st.people is not None else '-'}, "
+            f"last frame {_age(st.frame_age_s)}, last result {_age(st.result_age_s)}, "
+            f"in {fps_in or 0:.1f} fps, out {fps_out or 0:.1f} fps, "
+            f"lag {st.gear_lag if st.gear_lag is not None else '-'}"
+        )
+        if st.errors:
+            lines.append("    skipped input: " + ", ".join(f"{k} {v}" for k, v in sorted(st.errors.items())))
+        lines += [f"    ! {p}" for p in st.problems]
+    for name, age in sorted(snap.services.items()):
+        lines.append(f"  service {name}: alive {age:.0f}s ago")
+    lines += [f"  ! {p}" for p in snap.problems]
+    return "\n".join(lines)
+
+
+def run(url: str, cfg: Config, *, as_json: bool = False) -> int:
+    snap = health.snapshot(connect(url, name="rva-status", timeout=3), list(cfg.cameras), cfg.gear.group)
+    print(json.dumps(snap.as_dict(), indent=2) if as_json else render(snap))
+    return 0 if snap.status == "ok" else 1

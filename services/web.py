@@ -1,0 +1,196 @@
+"""rva web: the live page, the annotated MJPEG stream, /metrics, /healthz and a small JSON API.
+
+Everything the page needs is served from here (no CDN: the LAN may be offline).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from importlib import resources
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import redis
+from bottle import Bottle, HTTPError, HTTPResponse, request, response, static_file
+
+from rva import keys
+from rva.config import Config
+from rva.connection import TRANSIENT, connect, timeseries_available, wait_for_redis
+from rva.runtime import Runtime
+from rva.services import health, metrics
+from rva.services.broadcast import Feed
+
+log = logging.getLogger(__name__)
+BOUNDARY = "rvaframe"
+STATIC = resources.files("rva.services").joinpath("static")
+
+
+def make_app(client: redis.Redis, cfg: Config) -> Bottle:
+    app = Bottle()
+    feeds = {
+        cam: Feed(client, cam, cfg.web.jpeg_quality, cfg.web.max_fps) for cam in cfg.cameras
+    }
+    app.config["rva.feeds"] = feeds
+    cameras = list(cfg.cameras)
+
+    def snapshot() -> health.Snapshot:
+        return health.snapshot(client, cameras, cfg.gear.group)
+
+    def camera_arg() -> str:
+        cam = request.query.get("camera") or cameras[0]
+        if cam not in feeds:
+            raise HTTPError(404, f"unknown camera {cam!r}")
+        return cam
+
+    def as_json(data: object, status: int = 200) -> HTTPResponse:
+        return HTTPResponse(json.dumps(data), status=status, headers={
+            "Content-Type": "application/json", "Cache-Control": "no-store"})
+
+    @app.get("/")
+    def index() -> object:
+        return static_file("index.html", root=str(STATIC))
+
+    @app.get("/static/<name:re:[a-z0-9_.-]+>")
+    def static(name: str) -> object:
+        return static_file(name, root=str(STATIC))
+
+    @app.get("/video")
+    @app.get("/video/<cam>")
+    def video(cam: str | None = None) -> Iterator[bytes]:
+        if cam is not None:
+            request.query["camera"] = cam
+        feed = feeds[camera_arg()]
+        response.content_type = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+        response.set_header("Cache-Control", "no-cache, no-store, must-revalidate")
+        response.set_header("Pragma", "no-cache")
+        return mjpeg(feed)
+
+    @app.get("/healthz")
+    def healthz() -> HTTPResponse:
+        snap = snapshot()
+        return as_json(snap.as_dict(), 503 if snap.status == "down" else 200)
+
+    @app.get("/metrics")
+    def metrics_route() -> HTTPResponse:
+        return HTTPResponse(metrics.render(snapshot), headers={
+            "Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    @app.get("/api/cameras")
+    def api_cameras() -> HTTPResponse:
+        return as_json({"cameras": cameras})
+
+    @app.get("/api/summary")
+    def api_summary() -> HTTPResponse:
+        cam = camera_arg()
+        snap = snapshot()
+        state = snap.cameras.get(cam)
+        return as_json({
+            "camera": cam,
+            "status": snap.status,
+            "timeseries": "on" if snap.timeseries else "off",
+            "problems": snap.problems + (state.problems if state else []),
+            "people": state.people if state else None,
+            "latest": state.latest if state else {},
+            "frame_age_s": state.frame_age_s if state else None,
+            "services": snap.services,
+        })
+
+    @app.get("/api/people")
+    def api_people() -> HTTPResponse:
+        cam = camera_arg()
+        try:
+            minutes = min(max(float(request.query.get("minutes") or 10), 1), 24 * 60)
+        except ValueError:
+            raise HTTPError(400, "minutes must be a number") from None
+        try:
+            return as_json(people_history(client, cam, minutes))
+        except TRANSIENT as exc:
+            return as_json({"error": f"Redis unreachable: {exc}"}, 503)
+
+    return app
+
+
+def mjpeg(feed: Feed) -> Iterator[bytes]:
+    feed.join()
+    try:
+        seq = 0
+        while True:
+            seq, jpeg = feed.wait_next(seq)
+            if jpeg is None:
+                continue
+            yield (
+                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                f"Content-Length: {len(jpeg)}\r\n\r\n"
+            ).encode() + jpeg + b"\r\n"
+    finally:
+        feed.leave()
+
+
+def people_history(client: redis.Redis, camera: str, minutes: float) -> dict[str, object]:
+    """The people count over the last minutes: from the time series when there is one,
+    otherwise from the results stream (RedisTimeSeries off)."""
+    now_ms = int(time.time() * 1000)
+    start = now_ms - int(minutes * 60_000)
+    bucket = max(1000, int(minutes * 60_000 / 300))  # about 300 points whatever the range
+    if timeseries_available(client):
+        key = keys.series(camera, "people")
+        if minutes > 6 * 60:
+            key, bucket = keys.rollup(camera, "avg", 15), 0
+        elif minutes > 60:
+            key, bucket = keys.rollup(camera, "avg", 1), 0
+        args: list[object] = ["TS.RANGE", key, start, "+"]
+        if bucket:
+            args += ["AGGREGATION", "avg", bucket]
+        try:
+            raw = client.execute_command(*args)
+            points = [[int(t), round(float(v), 2)] for t, v in raw]
+            return {"camera": camera, "source": "timeseries", "points": points}
+        except redis.ResponseError:
+            pass  # series not created yet: fall through to the stream
+    entries = client.xrevrange(keys.results(camera), min=f"{start}-0", count=5000)
+    buckets: dict[int, list[int]] = {}
+    for _id, fields in entries:
+        ref = fields.get(b"ref", _id).decode()
+        t = int(ref.split("-")[0])
+        buckets.setdefault(t - t % bucket, []).append(int(fields.get(b"people", 0)))
+    points = [[t, round(sum(v) / len(v), 2)] for t, v in sorted(buckets.items())]
+    return {"camera": camera, "source": "stream", "points": points}
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # an MJPEG viewer must not keep the process alive
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+def serve(url: str, cfg: Config, host: str, port: int, *, runtime: Runtime | None = None) -> None:
+    runtime = runtime or Runtime("web")
+    client = connect(url, name="rva-web")
+    wait_for_redis(client, tick=runtime.tick)
+    app = make_app(client, cfg)
+    server = make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    log.info("serving on http://%s:%d/", host, server.server_port)
+    runtime.notifier.ready(f"serving http://{host}:{server.server_port}/")
+    cams = list(cfg.cameras)
+    try:
+        while not runtime.stop.is_set():
+            snap = health.snapshot(client, cams, cfg.gear.group)
+            feeds = app.config["rva.feeds"]
+            viewers = sum(f.viewers for f in feeds.values())
+            runtime.tick(f"{snap.status}; {viewers} viewer(s); time series "
+                         f"{'on' if snap.timeseries else 'OFF'}")
+            runtime.beat(client)
+            runtime.sleep(2.0)
+    finally:
+        server.shutdown()
+        server.server_close()
