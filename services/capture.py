@@ -21,6 +21,24 @@ from rva.services.sources import Camera, Pacer, SourceError, open_source
 log = logging.getLogger(__name__)
 
 
+class ResultFollower:
+    """Blocks until the results stream has grown past what was seen (or a timeout passes)."""
+
+    def __init__(self, client: redis.Redis, stream: str, timeout_ms: int = 1000) -> None:
+        self.client, self.stream, self.timeout_ms = client, stream, timeout_ms
+        newest = client.xrevrange(stream, count=1)
+        self.last: bytes | str = newest[0][0] if newest else "0-0"
+        self.primed = False
+
+    def wait(self) -> None:
+        if not self.primed:  # the first frame goes out at once
+            self.primed = True
+            return
+        reply = self.client.xread({self.stream: self.last}, count=100, block=self.timeout_ms)
+        if reply:
+            self.last = reply[0][1][-1][0]
+
+
 def open_camera(camera: Camera, runtime: Runtime) -> bool:
     """Open with backoff until it works or we are told to stop."""
     backoff = Backoff(base=0.5, cap=30)
@@ -53,6 +71,9 @@ def run(
     stream = keys.frames(camera_id)
     pace_fps = 0.0 if cam.rate == "max" else getattr(camera, "file_fps", 0.0) or cam.fps
     pacer = Pacer(0.0 if camera.paced else pace_fps)
+    # rate = "max" on a file or image: send the next frame as soon as the gears have answered
+    # the previous one, so the pipeline runs flat out without piling up frames it would skip.
+    follow = ResultFollower(client, keys.results(camera_id)) if cam.rate == "max" and not camera.paced else None
     encode_params = [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg_quality]
     runtime.notifier.ready(f"capturing {camera.description} into {stream}")
     written, count, lost = 0, 0, 0
@@ -74,6 +95,8 @@ def run(
                 log.warning("JPEG encoding failed for frame %d; skipped", count)
                 continue
             try:
+                if follow:
+                    follow.wait()
                 client.xadd(
                     stream,
                     {"count": count, "image": jpeg.tobytes()},
