@@ -1,0 +1,91 @@
+"""rva.toml validation: every problem names the key and the file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rva import config
+from rva.config import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rva(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rva", *args], capture_output=True, text=True,
+                          env=env, check=False, timeout=60)
+
+
+def test_shipped_default_config_is_valid() -> None:
+    cfg = config.load(ROOT / "rootfs/etc/rva/rva.toml")
+    assert cfg.gear.model == "yolov3-tiny"
+    assert cfg.web.port == 5000
+    assert list(cfg.cameras) == ["0"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("bogus = 1", "/etc/rva/rva.toml: bogus: unknown key"),
+        ("[web]\nprot = 5000", "/etc/rva/rva.toml: web.prot: unknown key"),
+        ("[cameras.0]\nfps = 500", "/etc/rva/rva.toml: cameras.0.fps: Input should be less than or equal to 120 (got 500)"),
+        ("[cameras.0]\nwidth = \"wide\"", "/etc/rva/rva.toml: cameras.0.width: Input should be a valid integer"),
+        ("[gear]\nscore_threshold = 1.5", "/etc/rva/rva.toml: gear.score_threshold:"),
+        ("[redis]\nurl = \"http://x\"", "/etc/rva/rva.toml: redis.url: must start with redis://"),
+        ("[cameras.0]\nrate = \"fast\"", "/etc/rva/rva.toml: cameras.0.rate: Input should be 'native' or 'max'"),
+        ("cameras = {}", "/etc/rva/rva.toml: (top level): cameras: at least one camera is needed"),
+        ("[web\nport = 1", "/etc/rva/rva.toml: not valid TOML"),
+    ],
+)
+def test_bad_config_error_names_file_and_key(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.parse(text, "/etc/rva/rva.toml")
+    assert expected in str(err.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as err:
+        config.parse("[web]\nport = 0\n[gear]\nnms_threshold = -1", "f.toml")
+    lines = str(err.value).splitlines()
+    assert any(line.startswith("f.toml: web.port:") for line in lines)
+    assert any(line.startswith("f.toml: gear.nms_threshold:") for line in lines)
+
+
+def test_redis_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config.parse('[redis]\nurl = "redis://file:1/0"')
+    monkeypatch.delenv("RVA_REDIS_URL", raising=False)
+    assert config.redis_url(cfg) == "redis://file:1/0"
+    monkeypatch.setenv("RVA_REDIS_URL", "redis://env:2/0")
+    assert config.redis_url(cfg) == "redis://env:2/0"
+    assert config.redis_url(cfg, "unix:///run/redis.sock") == "unix:///run/redis.sock"
+
+
+def test_config_check_command(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[cameras.front]\nsource = "/dev/video0"\n')
+    ok = rva("config", "check", "--config", str(good))
+    assert ok.returncode == 0, ok.stderr
+    assert "OK (1 camera(s))" in ok.stdout
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[cameras.0]\nfps = -1\n")
+    res = rva("config", "check", "--config", str(bad))
+    assert res.returncode == 2
+    assert f"{bad}: cameras.0.fps: Input should be greater than 0" in res.stderr
+
+    missing = rva("config", "check", "--config", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 2
+    assert "nope.toml: file not found" in missing.stderr
+
+
+def test_rva_config_env_points_at_the_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "env.toml"
+    cfg.write_text("[web]\nport = 8080\n")
+    import os
+
+    res = rva("config", "show", env={**os.environ, "RVA_CONFIG": str(cfg)})
+    assert res.returncode == 0, res.stderr
+    assert '"port": 8080' in res.stdout
