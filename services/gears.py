@@ -77,6 +77,11 @@ class Worker:
 
     def registrations(self) -> list[Registration]:
         raw = self.client.hgetall(keys.GEARS)
+        if not raw and self.gears:
+            # The registry is gone as a whole: Redis restarted without its data. Keep working
+            # with what we know (restore() writes it back); removing a camera is done by
+            # `rva init`, which leaves the others registered.
+            return [s.registration for s in self.gears.values()]
         return sorted((Registration.from_json(v) for v in raw.values()), key=lambda r: r.id)
 
     def prepare(self) -> None:
@@ -175,7 +180,7 @@ class Worker:
             return 0
         store_at = time.perf_counter()
         args: list[str | int] = [reg.group, self.consumer, entry.id, reg.results_maxlen]
-        for name, value in result.fields.items():
+        for name, value in {**result.fields, "worker": self.consumer}.items():
             args += [name, value]
         owned = self.commit(keys=[reg.stream, keys.results(reg.camera)], args=args)
         if not owned:
