@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+from typing import cast
 
 from rva.gears.base import Entry, Gear, GearError, Registration, Result
 
@@ -27,7 +28,7 @@ def _discover() -> dict[str, type[Gear]]:
             continue
         for obj in vars(module).values():
             if isinstance(obj, type) and issubclass(obj, Gear) and obj is not Gear:
-                found[obj.type_key] = obj
+                found[cast(type[Gear], obj).type_key] = obj
     return found
 
 

@@ -56,9 +56,17 @@ class Registration:
     def from_config(cls, gear_type: str, camera: str, cfg: Config) -> Registration:
         g = cfg.gear
         return cls(
-            type=gear_type, camera=camera, group=g.group, model=g.model, backend=g.backend,
-            device=g.device, score_threshold=g.score_threshold, nms_threshold=g.nms_threshold,
-            claim_idle_ms=g.claim_idle_ms, results_maxlen=g.results_maxlen, threads=g.threads,
+            type=gear_type,
+            camera=camera,
+            group=g.group,
+            model=g.model,
+            backend=g.backend,
+            device=g.device,
+            score_threshold=g.score_threshold,
+            nms_threshold=g.nms_threshold,
+            claim_idle_ms=g.claim_idle_ms,
+            results_maxlen=g.results_maxlen,
+            threads=g.threads,
         )
 
 

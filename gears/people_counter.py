@@ -45,8 +45,12 @@ class PeopleCounter(Gear):
         super().__init__(registration, model_loader)
         r = registration
         self.detector = Detector(
-            model_loader(r.model), backend=r.backend, device=r.device, threads=r.threads,
-            score_threshold=r.score_threshold, nms_threshold=r.nms_threshold,
+            model_loader(r.model),
+            backend=r.backend,
+            device=r.device,
+            threads=r.threads,
+            score_threshold=r.score_threshold,
+            nms_threshold=r.nms_threshold,
         )
 
     def handle(self, entry: Entry) -> Result:
@@ -55,7 +59,11 @@ class PeopleCounter(Gear):
         decode_ms = (time.perf_counter() - t0) * 1e3
         found = self.detector.detect(frame)
         return Result(
-            fields={"ref": entry.id, "boxes": json.dumps(found.flat_boxes()), "people": found.people},
+            fields={
+                "ref": entry.id,
+                "boxes": json.dumps(found.flat_boxes()),
+                "people": found.people,
+            },
             samples={"people": found.people},
             timings_ms={"decode": decode_ms, **found.timings_ms},
         )

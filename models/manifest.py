@@ -83,7 +83,9 @@ class Manifest:
                 derive_params=dict(data.get("derive_params", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"model manifest {data.get('name', '?')!r} is malformed: {exc}") from exc
+            raise ModelError(
+                f"model manifest {data.get('name', '?')!r} is malformed: {exc}"
+            ) from exc
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Manifest:

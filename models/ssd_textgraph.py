@@ -45,6 +45,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 
@@ -328,7 +329,7 @@ def write_ssd_text_graph(pb_path: Path, out_path: Path, params: SSDAnchorParams)
 
 def derive(manifest: Manifest, folder: Path, out: Path) -> None:
     """`rva models fetch` entry point: the manifest's derive_params are SSDAnchorParams fields."""
-    params = SSDAnchorParams(**{
+    fields: dict[str, Any] = {
         k: tuple(v) if isinstance(v, list) else v for k, v in manifest.derive_params.items()
-    })
-    write_ssd_text_graph(folder / manifest.files["graph"].name, out, params)
+    }
+    write_ssd_text_graph(folder / manifest.files["graph"].name, out, SSDAnchorParams(**fields))

@@ -79,7 +79,7 @@ def to_redis(client: redis.Redis, bundle: ModelBundle) -> bool:
     }
     pipe = client.pipeline(transaction=True)
     pipe.delete(key)
-    pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
+    pipe.hset(key, mapping=mapping)
     pipe.sadd(keys.MODELS, bundle.manifest.name)
     pipe.execute()
     return True
@@ -90,9 +90,7 @@ def from_redis(client: redis.Redis, name: str) -> ModelBundle:
     if not raw or b"manifest" not in raw:
         raise ModelError(f"model {name!r} is not in Redis; run `rva init` on the appliance")
     manifest = Manifest.from_json(raw[b"manifest"])
-    files = {
-        k.decode().removeprefix("file:"): v for k, v in raw.items() if k.startswith(b"file:")
-    }
+    files = {k.decode().removeprefix("file:"): v for k, v in raw.items() if k.startswith(b"file:")}
     bundle = ModelBundle(manifest, files)
     bundle.verify()
     if raw.get(b"digest", b"").decode() != bundle.digest():

@@ -7,17 +7,26 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rva import __version__, config, const
 from rva.config import Config, ConfigError
 from rva.models.manifest import ModelError
+
+if TYPE_CHECKING:
+    from rva.models.detector import Detector
+    from rva.runtime import Runtime
 
 log = logging.getLogger("rva")
 
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE", help=f"config file (default {const.CONFIG_PATH}, or $RVA_CONFIG)")
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"config file (default {const.CONFIG_PATH}, or $RVA_CONFIG)",
+    )
     common.add_argument("-u", "--url", help="Redis URL (default: $RVA_REDIS_URL, then redis.url)")
     common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     return common
@@ -53,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
 
     p = add("init", "prepare Redis: model, time series, gear registrations (idempotent)")
-    p.add_argument("--model-cache", help="model cache (default $RVA_MODEL_CACHE or /var/lib/rva/models)")
+    p.add_argument(
+        "--model-cache", help="model cache (default $RVA_MODEL_CACHE or /var/lib/rva/models)"
+    )
 
     p = add("status", "one-screen health summary; exit 1 when unhealthy")
     p.add_argument("--json", action="store_true")
@@ -65,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("count", "run the detector offline over a video or image")
     p.add_argument("source")
-    p.add_argument("--model", default=None, help=f"model name (default: gear.model, {const.DEFAULT_MODEL})")
+    p.add_argument(
+        "--model", default=None, help=f"model name (default: gear.model, {const.DEFAULT_MODEL})"
+    )
     p.add_argument("--backend", default=None)
     p.add_argument("--every", type=int, default=1, help="process every Nth frame")
     p.add_argument("--limit", type=int, default=0, help="stop after N processed frames")
@@ -139,14 +152,25 @@ def cmd_capture(args: argparse.Namespace, cfg: Config) -> int:
         cam = config.CameraSection.model_validate({**cam.model_dump(), **overrides})
     except config.ValidationError as exc:
         raise ConfigError(str(exc)) from None
-    capture.run(config.redis_url(cfg, args.url), camera_id, cam, frames=args.frames, runtime=_runtime("capture"))
+    capture.run(
+        config.redis_url(cfg, args.url),
+        camera_id,
+        cam,
+        frames=args.frames,
+        runtime=_runtime("capture"),
+    )
     return 0
 
 
 def cmd_gears(args: argparse.Namespace, cfg: Config) -> int:
     from rva.services import gears
 
-    gears.run(config.redis_url(cfg, args.url), cfg, runtime=_runtime("gears"), max_entries=args.max_entries)
+    gears.run(
+        config.redis_url(cfg, args.url),
+        cfg,
+        runtime=_runtime("gears"),
+        max_entries=args.max_entries,
+    )
     return 0
 
 
@@ -183,7 +207,7 @@ def cmd_top(args: argparse.Namespace, cfg: Config) -> int:
     return top.run(config.redis_url(cfg, args.url), camera, interval=args.interval, once=args.once)
 
 
-def _detector(args: argparse.Namespace, cfg: Config):  # type: ignore[no-untyped-def]
+def _detector(args: argparse.Namespace, cfg: Config) -> Detector:
     from rva.models import manifest, store
     from rva.models.detector import Detector
 
@@ -191,8 +215,11 @@ def _detector(args: argparse.Namespace, cfg: Config):  # type: ignore[no-untyped
         manifest.load(args.model or cfg.gear.model), store.cache_dir(args.model_cache)
     )
     return Detector(
-        bundle, backend=args.backend or cfg.gear.backend, device=cfg.gear.device,
-        threads=cfg.gear.threads, score_threshold=cfg.gear.score_threshold,
+        bundle,
+        backend=args.backend or cfg.gear.backend,
+        device=cfg.gear.device,
+        threads=cfg.gear.threads,
+        score_threshold=cfg.gear.score_threshold,
         nms_threshold=cfg.gear.nms_threshold,
     )
 
@@ -203,7 +230,9 @@ def cmd_count(args: argparse.Namespace, cfg: Config) -> int:
     if args.every < 1:
         raise ConfigError("--every must be at least 1")
     try:
-        count.run(_detector(args, cfg), args.source, every=args.every, as_json=args.json, limit=args.limit)
+        count.run(
+            _detector(args, cfg), args.source, every=args.every, as_json=args.json, limit=args.limit
+        )
     except count.CountError as exc:
         print(f"rva: error: {exc}", file=sys.stderr)
         return 2
@@ -237,7 +266,9 @@ def cmd_models(args: argparse.Namespace, cfg: Config) -> int:
     for name in names:
         bundle = fetch.fetch(manifest.load(name), cache)
         size = sum(len(b) for b in bundle.files.values())
-        print(f"{name}: {len(bundle.files)} files, {size / 1e6:.1f} MB, verified, in {cache / name}")
+        print(
+            f"{name}: {len(bundle.files)} files, {size / 1e6:.1f} MB, verified, in {cache / name}"
+        )
     return 0
 
 
@@ -249,7 +280,7 @@ def cmd_config(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-def _runtime(service: str):  # type: ignore[no-untyped-def]
+def _runtime(service: str) -> Runtime:
     from rva.runtime import Runtime
 
     runtime = Runtime(service)

@@ -63,7 +63,8 @@ class CameraSection(Section):
         "native", title="Video files: pace to the file's fps (native) or read as fast as possible"
     )
     resize: bool = Field(
-        False, title="Scale every frame to width x height (files and URLs keep their size otherwise)"
+        False,
+        title="Scale every frame to width x height (files and URLs keep their size otherwise)",
     )
 
 
@@ -93,7 +94,9 @@ class TimeSeriesSection(Section):
 class WebSection(Section):
     host: str = Field("0.0.0.0", title="Address rva web binds (127.0.0.1 keeps it local)")
     port: int = Field(5000, title="TCP port of rva web", ge=1, le=65535)
-    jpeg_quality: int = Field(75, title="JPEG quality of the annotated /video stream", ge=10, le=100)
+    jpeg_quality: int = Field(
+        75, title="JPEG quality of the annotated /video stream", ge=10, le=100
+    )
     max_fps: float = Field(15, title="Upper bound on /video frames per second", gt=0, le=60)
 
 

@@ -64,7 +64,10 @@ def wait_for_redis(client: redis.Redis, *, tick: Callable[[str], None] | None = 
         except TRANSIENT as exc:
             if tick:
                 tick(f"waiting for Redis: {exc}")
-            backoff.wait(f"Redis unreachable ({exc})", tick=(lambda: tick("waiting for Redis")) if tick else None)
+            backoff.wait(
+                f"Redis unreachable ({exc})",
+                tick=(lambda: tick("waiting for Redis")) if tick else None,
+            )
 
 
 def timeseries_available(client: redis.Redis) -> bool:

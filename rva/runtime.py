@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -47,10 +48,9 @@ class Runtime:
         if now - self._last_beat < every:
             return
         self._last_beat = now
-        try:
+        # A lost Redis is noticed (and waited for) by the main loop's next real command.
+        with contextlib.suppress(*TRANSIENT):
             client.hset(keys.HEARTBEAT, self.heartbeat_field, f"{now:.3f}")
-        except TRANSIENT:
-            pass  # the main loop notices a lost Redis on its next real command
 
     def sleep(self, seconds: float) -> bool:
         """Sleep unless asked to stop; True when it is time to stop."""

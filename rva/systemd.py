@@ -13,8 +13,8 @@ import sys
 import time
 
 try:  # pragma: no cover - depends on the host
-    from systemd import daemon as _sd_daemon  # type: ignore[import-not-found]
-    from systemd import journal as _sd_journal  # type: ignore[import-not-found]
+    from systemd import daemon as _sd_daemon
+    from systemd import journal as _sd_journal
 except ImportError:
     _sd_daemon = None
     _sd_journal = None
@@ -34,7 +34,7 @@ def notify(state: str) -> bool:
             sock.connect(address)
             sock.sendall(state.encode())
         return True
-    except Exception:  # noqa: BLE001 - notification is best effort by definition
+    except Exception:
         return False
 
 
@@ -74,8 +74,8 @@ def setup_logging(level: str = "info", service: str = "rva") -> None:
     """Log to journald with structured fields under systemd, else to stderr."""
     root = logging.getLogger()
     root.setLevel(level.upper())
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     handler: logging.Handler
     if _sd_journal is not None and os.environ.get("JOURNAL_STREAM"):
         handler = _sd_journal.JournalHandler(SYSLOG_IDENTIFIER=service)

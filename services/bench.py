@@ -17,9 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
+import numpy as np
 import redis
 
 from rva import const, keys
@@ -31,11 +33,11 @@ from rva.models.detector import Detector
 WARMUP_S = 3.0
 
 
-def _percentile(values: list[float], q: float) -> float:
+def _percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def bare_loop(detector: Detector, source: str, seconds: float) -> dict[str, object]:
@@ -44,7 +46,7 @@ def bare_loop(detector: Detector, source: str, seconds: float) -> dict[str, obje
         raise ConfigError(f"bench: cannot open {source}")
     stages: dict[str, list[float]] = {"read": [], "resize": [], "model": [], "boxes": []}
 
-    def next_frame():  # type: ignore[no-untyped-def]
+    def next_frame() -> np.ndarray:
         ok, frame = cap.read()
         if not ok:
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
@@ -74,7 +76,11 @@ def bare_loop(detector: Detector, source: str, seconds: float) -> dict[str, obje
 def _redis_server() -> tuple[str, str | None]:
     """A redis-server binary and, when one is found, the RedisTimeSeries module beside it."""
     cache = Path(os.environ.get("RVA_CACHE", "")) / "redis-stack"
-    candidates = [os.environ.get("RVA_REDIS_SERVER"), str(cache / "redis-server"), shutil.which("redis-server")]
+    candidates = [
+        os.environ.get("RVA_REDIS_SERVER"),
+        str(cache / "redis-server"),
+        shutil.which("redis-server"),
+    ]
     found = next((c for c in candidates if c and Path(c).is_file()), None)
     if found is None:
         raise ConfigError("bench: no redis-server found (set RVA_REDIS_SERVER)")
@@ -131,7 +137,9 @@ class _Proc:
         self.handle.close()
 
 
-def pipeline(source: str, model: str, backend: str, seconds: float, model_cache: Path) -> dict[str, object]:
+def pipeline(
+    source: str, model: str, backend: str, seconds: float, model_cache: Path
+) -> dict[str, object]:
     server, module = _redis_server()
     work = Path(tempfile.mkdtemp(prefix="rva-bench-"))
     sock = work / "redis.sock"
@@ -141,10 +149,26 @@ def pipeline(source: str, model: str, backend: str, seconds: float, model_cache:
         f'maxlen = 200\n[gear]\nmodel = "{model}"\nbackend = "{backend}"\n',
         encoding="utf-8",
     )
-    env = {**os.environ, const.ENV_CONFIG: str(work / "rva.toml"), const.ENV_MODEL_CACHE: str(model_cache)}
+    env = {
+        **os.environ,
+        const.ENV_CONFIG: str(work / "rva.toml"),
+        const.ENV_MODEL_CACHE: str(model_cache),
+    }
     env.pop(const.ENV_REDIS_URL, None)
     rva = [sys.executable, "-m", "rva"]
-    redis_argv = [server, "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no", "--dir", str(work)]
+    redis_argv = [
+        server,
+        "--port",
+        "0",
+        "--unixsocket",
+        str(sock),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(work),
+    ]
     if module:
         redis_argv += ["--loadmodule", module]
     procs = {"redis": _Proc("redis", redis_argv, env, work / "redis.log")}
@@ -158,7 +182,9 @@ def pipeline(source: str, model: str, backend: str, seconds: float, model_cache:
                 break
             except (redis.ConnectionError, FileNotFoundError):
                 if time.monotonic() > deadline:
-                    raise ConfigError(f"bench: redis-server did not start; see {work / 'redis.log'}") from None
+                    raise ConfigError(
+                        f"bench: redis-server did not start; see {work / 'redis.log'}"
+                    ) from None
                 time.sleep(0.05)
         subprocess.run([*rva, "init"], env=env, check=True, capture_output=True)
         procs["gears"] = _Proc("gears", [*rva, "gears"], env, work / "gears.log")
@@ -177,7 +203,9 @@ def pipeline(source: str, model: str, backend: str, seconds: float, model_cache:
         seen_ts: set[str] = set()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            latest = {k.decode(): v.decode() for k, v in client.hgetall(keys.latest("bench")).items()}
+            latest = {
+                k.decode(): v.decode() for k, v in client.hgetall(keys.latest("bench")).items()
+            }
             if latest.get("ts") not in seen_ts:
                 seen_ts.add(latest.get("ts", ""))
                 for k, v in latest.items():
@@ -217,9 +245,13 @@ def run(args: argparse.Namespace, cfg: Config, _url: str) -> dict[str, object]:
     if not Path(source).is_file():
         raise ConfigError(f"bench needs a video file as source (got {source!r}); use --source")
     cache = store.cache_dir(args.model_cache)
-    detector = Detector(store.from_cache(manifest.load(model), cache), backend=backend,
-                        threads=cfg.gear.threads, score_threshold=cfg.gear.score_threshold,
-                        nms_threshold=cfg.gear.nms_threshold)
+    detector = Detector(
+        store.from_cache(manifest.load(model), cache),
+        backend=backend,
+        threads=cfg.gear.threads,
+        score_threshold=cfg.gear.score_threshold,
+        nms_threshold=cfg.gear.nms_threshold,
+    )
     bare = bare_loop(detector, source, args.seconds)
     del detector  # free its threads and memory before the pipeline runs
     piped = pipeline(str(Path(source).resolve()), model, backend, args.seconds, cache.resolve())
@@ -239,5 +271,9 @@ def run(args: argparse.Namespace, cfg: Config, _url: str) -> dict[str, object]:
         "services": piped["services"],
         "counters": piped["counters"],
         "timeseries": piped["timeseries"],
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
     }

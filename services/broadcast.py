@@ -35,7 +35,9 @@ def annotate(frame: np.ndarray, boxes: list[int], people: int | None, note: str 
     scale = max(0.5, frame.shape[1] / 900)
     (w, h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
     cv2.rectangle(frame, (0, 0), (w + 16, h + base + 14), (0, 0, 0), -1)
-    cv2.putText(frame, label, (8, h + 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2, cv2.LINE_AA)
+    cv2.putText(
+        frame, label, (8, h + 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2, cv2.LINE_AA
+    )
     return frame
 
 
@@ -58,7 +60,9 @@ class Feed:
         with self.cond:
             self.viewers += 1
             if self.thread is None:
-                self.thread = threading.Thread(target=self._run, name=f"feed-{self.camera}", daemon=True)
+                self.thread = threading.Thread(
+                    target=self._run, name=f"feed-{self.camera}", daemon=True
+                )
                 self.thread.start()
 
     def leave(self) -> None:
@@ -76,6 +80,7 @@ class Feed:
         with self.cond:
             if self.viewers <= 0 and time.monotonic() - self.last_viewer > IDLE_STOP_S:
                 self.thread = None
+                self.jpeg = None  # stale by the time anybody comes back: they wait for a fresh one
                 return True
             return False
 

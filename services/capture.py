@@ -73,7 +73,11 @@ def run(
     pacer = Pacer(0.0 if camera.paced else pace_fps)
     # rate = "max" on a file or image: send the next frame as soon as the gears have answered
     # the previous one, so the pipeline runs flat out without piling up frames it would skip.
-    follow = ResultFollower(client, keys.results(camera_id)) if cam.rate == "max" and not camera.paced else None
+    follow = (
+        ResultFollower(client, keys.results(camera_id))
+        if cam.rate == "max" and not camera.paced
+        else None
+    )
     encode_params = [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg_quality]
     runtime.notifier.ready(f"capturing {camera.description} into {stream}")
     written, count, lost = 0, 0, 0

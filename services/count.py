@@ -58,7 +58,12 @@ def count(
 
 
 def run(
-    detector: Detector, source: str, *, every: int, as_json: bool, limit: int = 0,
+    detector: Detector,
+    source: str,
+    *,
+    every: int,
+    as_json: bool,
+    limit: int = 0,
     out: TextIO = sys.stdout,
 ) -> int:
     total, n = 0, 0
@@ -66,7 +71,10 @@ def run(
         n += 1
         total += found.people
         if as_json:
-            out.write(json.dumps({"frame": index, "people": found.people, "boxes": found.as_rows()}) + "\n")
+            out.write(
+                json.dumps({"frame": index, "people": found.people, "boxes": found.as_rows()})
+                + "\n"
+            )
         else:
             out.write(f"frame {index}: {found.people} people\n")
         out.flush()

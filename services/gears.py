@@ -122,7 +122,9 @@ class Worker:
         group = next(iter(self.gears.values())).registration.group
         streams = {stream: ">" for stream in self.gears}
         batches: dict[str, list[Entry]] = {}
-        reply = self.client.xreadgroup(group, self.consumer, streams, count=READ_BATCH, block=block_ms)
+        reply = self.client.xreadgroup(
+            group, self.consumer, streams, count=READ_BATCH, block=block_ms
+        )
         read_at = time.perf_counter()
         for stream, entries in reply or []:
             name = stream.decode()
@@ -148,8 +150,12 @@ class Worker:
             return 0
         state.last_claim = now
         _next, claimed, deleted = self.client.xautoclaim(
-            reg.stream, reg.group, self.consumer, min_idle_time=reg.claim_idle_ms,
-            start_id="0-0", count=READ_BATCH,
+            reg.stream,
+            reg.group,
+            self.consumer,
+            min_idle_time=reg.claim_idle_ms,
+            start_id="0-0",
+            count=READ_BATCH,
         )
         if deleted:
             # Trimmed from the stream before anyone processed them: nothing left to do.
@@ -184,7 +190,9 @@ class Worker:
             args += [name, value]
         owned = self.commit(keys=[reg.stream, keys.results(reg.camera)], args=args)
         if not owned:
-            log.warning("gear %s: %s was reclaimed by another worker; result dropped", reg.id, entry.id)
+            log.warning(
+                "gear %s: %s was reclaimed by another worker; result dropped", reg.id, entry.id
+            )
             return 0
         state.processed += 1
         self.count(keys.STATS, reg.camera, "processed")
@@ -198,7 +206,12 @@ class Worker:
         return 1
 
     def write_series(
-        self, state: GearState, entry: Entry, result: Result, timings: dict[str, float], store_at: float
+        self,
+        state: GearState,
+        entry: Entry,
+        result: Result,
+        timings: dict[str, float],
+        store_at: float,
     ) -> None:
         """Newest values into camera:<id>:latest; samples into the time series when on."""
         reg, ts = state.registration, entry.timestamp_ms

@@ -97,15 +97,19 @@ def _camera(client: redis.Redis, camera: str, group: str, now_ms: int) -> Camera
     state.latest = {k: float(v) for k, v in _decode(client.hgetall(keys.latest(camera))).items()}
     prefix = f"{camera}:"
     state.errors = {
-        k.removeprefix(prefix): int(v) for k, v in _decode(client.hgetall(keys.ERRORS)).items()
+        k.removeprefix(prefix): int(v)
+        for k, v in _decode(client.hgetall(keys.ERRORS)).items()
         if k.startswith(prefix)
     }
     state.counters = {
-        k.removeprefix(prefix): int(v) for k, v in _decode(client.hgetall(keys.STATS)).items()
+        k.removeprefix(prefix): int(v)
+        for k, v in _decode(client.hgetall(keys.STATS)).items()
         if k.startswith(prefix)
     }
     if state.frame_age_s is not None and state.frame_age_s > FRAME_STALE_S:
-        state.problems.append(f"last frame {state.frame_age_s:.0f}s old (camera or rva-capture down)")
+        state.problems.append(
+            f"last frame {state.frame_age_s:.0f}s old (camera or rva-capture down)"
+        )
     fresh_frames = state.frame_age_s is not None and state.frame_age_s <= FRAME_STALE_S
     if fresh_frames and (state.result_age_s is None or state.result_age_s > RESULT_STALE_S):
         state.problems.append("frames arrive but no results (is rva-gears running?)")

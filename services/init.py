@@ -36,8 +36,8 @@ def _ts_info(client: redis.Redis, key: str) -> dict[str, object] | None:
 
 
 def _rules_of(info: dict[str, object]) -> set[str]:
-    rules = info.get("rules") or []
-    return {(r[0].decode() if isinstance(r[0], bytes) else r[0]) for r in rules}  # type: ignore[union-attr]
+    rules: list[list[bytes]] = info.get("rules") or []  # type: ignore[assignment]
+    return {r[0].decode() for r in rules}
 
 
 def ensure_series(client: redis.Redis, key: str, retention_ms: int, labels: dict[str, str]) -> None:
@@ -64,14 +64,18 @@ def ensure_timeseries(client: redis.Redis, camera: str, cfg: Config) -> bool:
     raw_ms = int(cfg.timeseries.retention_hours * 3600_000)
     rollup_ms = int(cfg.timeseries.rollup_retention_days * 86400_000)
     for metric in keys.METRICS:
-        ensure_series(client, keys.series(camera, metric), raw_ms, {"camera": camera, "__name__": metric})
+        ensure_series(
+            client, keys.series(camera, metric), raw_ms, {"camera": camera, "__name__": metric}
+        )
     source = keys.series(camera, "people")
     existing = _rules_of(_ts_info(client, source) or {})
     for agg in keys.ROLLUP_AGGREGATIONS:
         for minutes in keys.ROLLUP_MINUTES:
             dest = keys.rollup(camera, agg, minutes)
             ensure_series(
-                client, dest, rollup_ms,
+                client,
+                dest,
+                rollup_ms,
                 {"camera": camera, "__name__": f"people_{agg}_{minutes}m", "aggregation": agg},
             )
             if dest not in existing:
@@ -108,12 +112,18 @@ def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
 def run(client: redis.Redis, cfg: Config, model_cache: str | None = None) -> dict[str, object]:
     bundle = store.from_cache(manifests.load(cfg.gear.model), store.cache_dir(model_cache))
     wrote_model = store.to_redis(client, bundle)
-    log.info("model %s %s", bundle.manifest.name, "stored in Redis" if wrote_model else "already in Redis")
+    log.info(
+        "model %s %s",
+        bundle.manifest.name,
+        "stored in Redis" if wrote_model else "already in Redis",
+    )
     ts = [ensure_timeseries(client, cam, cfg) for cam in cfg.cameras]
     timeseries = all(ts)
     if not timeseries:
-        log.warning("RedisTimeSeries is not available: time series are OFF; "
-                    "counts stay in camera:<id>:yolo only")
+        log.warning(
+            "RedisTimeSeries is not available: time series are OFF; "
+            "counts stay in camera:<id>:yolo only"
+        )
     regs = register_gears(client, cfg)
     for reg in regs:
         ensure_group(client, reg.stream, reg.group)

@@ -24,15 +24,35 @@ class RvaCollector(Collector):
         ts = GaugeMetricFamily("rva_timeseries_enabled", "1 when RedisTimeSeries is available")
         ts.add_metric([], 1.0 if snap.timeseries else 0.0)
         yield ts
-        people = GaugeMetricFamily("rva_people", "People in the newest processed frame", labels=["camera"])
-        fps = GaugeMetricFamily("rva_fps", "Frames per second into and out of the gear", labels=["camera", "direction"])
-        stage = GaugeMetricFamily("rva_stage_milliseconds", "Time per stage for the newest frame", labels=["camera", "stage"])
-        frame_age = GaugeMetricFamily("rva_frame_age_seconds", "Age of the newest captured frame", labels=["camera"])
-        result_age = GaugeMetricFamily("rva_result_age_seconds", "Age of the newest result", labels=["camera"])
-        lag = GaugeMetricFamily("rva_gear_lag_entries", "Frames not yet delivered to a worker", labels=["camera"])
-        pending = GaugeMetricFamily("rva_gear_pending_entries", "Frames delivered, not yet acknowledged", labels=["camera"])
-        frames = CounterMetricFamily("rva_frames", "Frames by outcome", labels=["camera", "outcome"])
-        errors = CounterMetricFamily("rva_errors", "Bad input skipped, by kind", labels=["camera", "kind"])
+        people = GaugeMetricFamily(
+            "rva_people", "People in the newest processed frame", labels=["camera"]
+        )
+        fps = GaugeMetricFamily(
+            "rva_fps", "Frames per second into and out of the gear", labels=["camera", "direction"]
+        )
+        stage = GaugeMetricFamily(
+            "rva_stage_milliseconds",
+            "Time per stage for the newest frame",
+            labels=["camera", "stage"],
+        )
+        frame_age = GaugeMetricFamily(
+            "rva_frame_age_seconds", "Age of the newest captured frame", labels=["camera"]
+        )
+        result_age = GaugeMetricFamily(
+            "rva_result_age_seconds", "Age of the newest result", labels=["camera"]
+        )
+        lag = GaugeMetricFamily(
+            "rva_gear_lag_entries", "Frames not yet delivered to a worker", labels=["camera"]
+        )
+        pending = GaugeMetricFamily(
+            "rva_gear_pending_entries", "Frames delivered, not yet acknowledged", labels=["camera"]
+        )
+        frames = CounterMetricFamily(
+            "rva_frames", "Frames by outcome", labels=["camera", "outcome"]
+        )
+        errors = CounterMetricFamily(
+            "rva_errors", "Bad input skipped, by kind", labels=["camera", "kind"]
+        )
         for cam, st in snap.cameras.items():
             if st.people is not None:
                 people.add_metric([cam], st.people)

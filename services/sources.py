@@ -60,7 +60,10 @@ class Camera(ABC):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -68,8 +71,16 @@ class Camera(ABC):
 class OpenCVCamera(Camera):
     """V4L2 devices, network streams and video files through cv2.VideoCapture."""
 
-    def __init__(self, target: str | int, width: int, height: int, fps: float, *,
-                 kind: str, resize: bool = False) -> None:
+    def __init__(
+        self,
+        target: str | int,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        kind: str,
+        resize: bool = False,
+    ) -> None:
         super().__init__(width, height, fps, resize=resize or kind == "v4l2")
         self.target, self.kind = target, kind
         self.description = f"{kind} {target}"
@@ -145,7 +156,7 @@ class PiCamera(Camera):
 
     def open(self) -> None:
         try:
-            from picamera2 import Picamera2  # type: ignore[import-not-found]
+            from picamera2 import Picamera2
         except ImportError as exc:
             raise SourceError(
                 "source picamera needs picamera2 (Raspberry Pi OS: apt install python3-picamera2)"
@@ -181,7 +192,9 @@ class PiCamera(Camera):
                 self.picam = None
 
 
-def open_source(source: str, width: int, height: int, fps: float, *, resize: bool = False) -> Camera:
+def open_source(
+    source: str, width: int, height: int, fps: float, *, resize: bool = False
+) -> Camera:
     """Build (not yet open) the Camera a source string names."""
     if m := re.fullmatch(r"picamera(?::(\d+))?", source):
         return PiCamera(int(m.group(1) or 0), width, height, fps)

@@ -19,7 +19,8 @@ def render(snap: health.Snapshot) -> str:
         lines.append(f"  Redis: unreachable ({snap.error})")
         return "\n".join(lines)
     lines.append("  Redis: reachable")
-    lines.append(f"  time series: {'on' if snap.timeseries else 'OFF (counts kept in the results stream only)'}")
+    off = "OFF (counts kept in the results stream only)"
+    lines.append(f"  time series: {'on' if snap.timeseries else off}")
     for cam, st in snap.cameras.items():
         fps_in, fps_out = st.latest.get("in_fps"), st.latest.get("out_fps")
         lines.append(
@@ -29,7 +30,9 @@ def render(snap: health.Snapshot) -> str:
             f"lag {st.gear_lag if st.gear_lag is not None else '-'}"
         )
         if st.errors:
-            lines.append("    skipped input: " + ", ".join(f"{k} {v}" for k, v in sorted(st.errors.items())))
+            lines.append(
+                "    skipped input: " + ", ".join(f"{k} {v}" for k, v in sorted(st.errors.items()))
+            )
         lines += [f"    ! {p}" for p in st.problems]
     for name, age in sorted(snap.services.items()):
         lines.append(f"  service {name}: alive {age:.0f}s ago")
@@ -38,6 +41,8 @@ def render(snap: health.Snapshot) -> str:
 
 
 def run(url: str, cfg: Config, *, as_json: bool = False) -> int:
-    snap = health.snapshot(connect(url, name="rva-status", timeout=3), list(cfg.cameras), cfg.gear.group)
+    snap = health.snapshot(
+        connect(url, name="rva-status", timeout=3), list(cfg.cameras), cfg.gear.group
+    )
     print(json.dumps(snap.as_dict(), indent=2) if as_json else render(snap))
     return 0 if snap.status == "ok" else 1

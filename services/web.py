@@ -31,9 +31,7 @@ STATIC = resources.files("rva.services").joinpath("static")
 
 def make_app(client: redis.Redis, cfg: Config) -> Bottle:
     app = Bottle()
-    feeds = {
-        cam: Feed(client, cam, cfg.web.jpeg_quality, cfg.web.max_fps) for cam in cfg.cameras
-    }
+    feeds = {cam: Feed(client, cam, cfg.web.jpeg_quality, cfg.web.max_fps) for cam in cfg.cameras}
     app.config["rva.feeds"] = feeds
     cameras = list(cfg.cameras)
 
@@ -47,8 +45,11 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
         return cam
 
     def as_json(data: object, status: int = 200) -> HTTPResponse:
-        return HTTPResponse(json.dumps(data), status=status, headers={
-            "Content-Type": "application/json", "Cache-Control": "no-store"})
+        return HTTPResponse(
+            json.dumps(data),
+            status=status,
+            headers={"Content-Type": "application/json", "Cache-Control": "no-store"},
+        )
 
     @app.get("/")
     def index() -> object:
@@ -76,8 +77,10 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
 
     @app.get("/metrics")
     def metrics_route() -> HTTPResponse:
-        return HTTPResponse(metrics.render(snapshot), headers={
-            "Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        return HTTPResponse(
+            metrics.render(snapshot),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
 
     @app.get("/api/cameras")
     def api_cameras() -> HTTPResponse:
@@ -88,16 +91,18 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
         cam = camera_arg()
         snap = snapshot()
         state = snap.cameras.get(cam)
-        return as_json({
-            "camera": cam,
-            "status": snap.status,
-            "timeseries": "on" if snap.timeseries else "off",
-            "problems": snap.problems + (state.problems if state else []),
-            "people": state.people if state else None,
-            "latest": state.latest if state else {},
-            "frame_age_s": state.frame_age_s if state else None,
-            "services": snap.services,
-        })
+        return as_json(
+            {
+                "camera": cam,
+                "status": snap.status,
+                "timeseries": "on" if snap.timeseries else "off",
+                "problems": snap.problems + (state.problems if state else []),
+                "people": state.people if state else None,
+                "latest": state.latest if state else {},
+                "frame_age_s": state.frame_age_s if state else None,
+                "services": snap.services,
+            }
+        )
 
     @app.get("/api/people")
     def api_people() -> HTTPResponse:
@@ -123,9 +128,13 @@ def mjpeg(feed: Feed) -> Iterator[bytes]:
             if jpeg is None:
                 continue
             yield (
-                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                f"Content-Length: {len(jpeg)}\r\n\r\n"
-            ).encode() + jpeg + b"\r\n"
+                (
+                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                    f"Content-Length: {len(jpeg)}\r\n\r\n"
+                ).encode()
+                + jpeg
+                + b"\r\n"
+            )
     finally:
         feed.leave()
 
@@ -167,7 +176,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
 
@@ -176,7 +185,9 @@ def serve(url: str, cfg: Config, host: str, port: int, *, runtime: Runtime | Non
     client = connect(url, name="rva-web")
     wait_for_redis(client, tick=runtime.tick)
     app = make_app(client, cfg)
-    server = make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+    server = make_server(
+        host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+    )
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     log.info("serving on http://%s:%d/", host, server.server_port)
@@ -187,8 +198,10 @@ def serve(url: str, cfg: Config, host: str, port: int, *, runtime: Runtime | Non
             snap = health.snapshot(client, cams, cfg.gear.group)
             feeds = app.config["rva.feeds"]
             viewers = sum(f.viewers for f in feeds.values())
-            runtime.tick(f"{snap.status}; {viewers} viewer(s); time series "
-                         f"{'on' if snap.timeseries else 'OFF'}")
+            runtime.tick(
+                f"{snap.status}; {viewers} viewer(s); time series "
+                f"{'on' if snap.timeseries else 'OFF'}"
+            )
             runtime.beat(client)
             runtime.sleep(2.0)
     finally:

@@ -35,7 +35,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(check: Callable[[], object], timeout: float = 30.0, interval: float = 0.1, what: str = "") -> object:
+def wait_for(
+    check: Callable[[], object], timeout: float = 30.0, interval: float = 0.1, what: str = ""
+) -> object:
     """Poll until check() returns something truthy; fail the test with `what` otherwise."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -44,10 +46,13 @@ def wait_for(check: Callable[[], object], timeout: float = 30.0, interval: float
             value = check()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - kept for the failure message
+        except Exception as exc:
             last_exc = exc
         time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what or check}" + (f" (last error: {last_exc})" if last_exc else ""))
+    pytest.fail(
+        f"timed out after {timeout}s waiting for {what or check}"
+        + (f" (last error: {last_exc})" if last_exc else "")
+    )
 
 
 @dataclass
@@ -63,9 +68,23 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.datadir), "--daemonize", "no",
-                "--logfile", str(self.datadir / "redis.log")]
+        argv = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.datadir),
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.datadir / "redis.log"),
+        ]
         if self.module:
             argv += ["--loadmodule", self.module]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -139,7 +158,9 @@ def ssdlite_graph_pb(model_cache: Path) -> Path:
     return path
 
 
-def write_config(path: Path, redis_url: str, source: str | Path, **sections: dict[str, object]) -> Path:
+def write_config(
+    path: Path, redis_url: str, source: str | Path, **sections: dict[str, object]
+) -> Path:
     """A real rva.toml for one camera "0"; extra sections merge over the defaults."""
     camera = {"source": str(source), **sections.pop("camera", {})}
     lines = [f'[redis]\nurl = "{redis_url}"', "[cameras.0]"]
@@ -172,9 +193,17 @@ class Services:
         env.pop("NOTIFY_SOCKET", None)
         return env
 
-    def run(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "rva", *args], env=self.env(), capture_output=True,
-                              text=True, timeout=timeout, check=False)
+    def run(
+        self, *args: str, timeout: float = 120, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "rva", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if check and proc.returncode != 0:
             pytest.fail(f"rva {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
         return proc
@@ -182,8 +211,12 @@ class Services:
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = self.tmp_path / f"{args[0]}-{len(self.procs)}.log"
         handle = log.open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "rva", *args], env={**self.env(), **(env or {})},
-                                stdout=handle, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rva", *args],
+            env={**self.env(), **(env or {})},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
         self.procs.append((args[0], proc, log))
         return proc
 
@@ -198,12 +231,16 @@ class Services:
                 proc.kill()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {name} ({log.name})\n{log.read_text(errors='replace')[-3000:]}"
-                         for name, _p, log in self.procs)
+        return "\n".join(
+            f"--- {name} ({log.name})\n{log.read_text(errors='replace')[-3000:]}"
+            for name, _p, log in self.procs
+        )
 
 
 @pytest.fixture
-def services(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[Path], Services]]:
+def services(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[Path], Services]]:
     made: list[Services] = []
 
     def make(config: Path) -> Services:

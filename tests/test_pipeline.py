@@ -25,8 +25,10 @@ def _ts_info(client: redis.Redis, key: str) -> dict[str, object]:
 
 
 def _results(client: redis.Redis) -> list[tuple[str, dict[str, str]]]:
-    return [(i.decode(), {k.decode(): v.decode() for k, v in f.items()})
-            for i, f in client.xrange(keys.results("0"))]
+    return [
+        (i.decode(), {k.decode(): v.decode() for k, v in f.items()})
+        for i, f in client.xrange(keys.results("0"))
+    ]
 
 
 def _jpeg(frame_path: Path) -> bytes:
@@ -40,7 +42,12 @@ def test_init_is_idempotent_and_creates_labelled_series_with_minute_rollups(
     svc = services(write_config(tmp_path / "rva.toml", redis_ts.url, vtest_path))
     first = json.loads(svc.run("init").stdout)
     second = json.loads(svc.run("init").stdout)
-    assert first == {"model": "yolov3-tiny", "model_stored": True, "timeseries": True, "gears": ["people_counter:0"]}
+    assert first == {
+        "model": "yolov3-tiny",
+        "model_stored": True,
+        "timeseries": True,
+        "gears": ["people_counter:0"],
+    }
     assert second["model_stored"] is False and second["timeseries"] is True
     client = redis_ts.client()
     for metric in keys.METRICS:
@@ -48,8 +55,15 @@ def test_init_is_idempotent_and_creates_labelled_series_with_minute_rollups(
         labels = {k.decode(): v.decode() for k, v in info["labels"]}  # type: ignore[union-attr]
         assert labels == {"camera": "0", "__name__": metric}
         assert info["retentionTime"] == 48 * 3600_000
-    rules = {r[0].decode(): (r[1], r[2].decode().lower()) for r in _ts_info(client, "camera:0:people")["rules"]}  # type: ignore[union-attr]
-    assert rules == {f"camera:0:people:{a}:{m}m": (m * 60_000, a) for a in ("avg", "min", "max") for m in (1, 5, 15)}
+    rules = {
+        r[0].decode(): (r[1], r[2].decode().lower())
+        for r in _ts_info(client, "camera:0:people")["rules"]
+    }  # type: ignore[union-attr]
+    assert rules == {
+        f"camera:0:people:{a}:{m}m": (m * 60_000, a)
+        for a in ("avg", "min", "max")
+        for m in (1, 5, 15)
+    }
     assert _ts_info(client, "camera:0:people:avg:15m")["retentionTime"] == 90 * 86400_000
     reg = json.loads(client.hget(keys.GEARS, "people_counter:0"))
     assert reg["model"] == "yolov3-tiny" and reg["camera"] == "0" and reg["group"] == "rva-gears"
@@ -105,7 +119,9 @@ def test_bad_entries_are_skipped_and_counted_and_the_gear_keeps_going(
         client.xadd(keys.frames("0"), fields)  # one at a time: each must be looked at
         wait_for(lambda kind=kind: client.hget(keys.ERRORS, f"0:{kind}") == b"1", 30, what=kind)
     good_id = client.xadd(keys.frames("0"), {"count": 4, "image": good}).decode()
-    wait_for(lambda: any(r["ref"] == good_id for _, r in _results(client)), 30, what="good frame result")
+    wait_for(
+        lambda: any(r["ref"] == good_id for _, r in _results(client)), 30, what="good frame result"
+    )
     assert gears.poll() is None, "gears must survive bad input"
     assert client.xpending(keys.frames("0"), "rva-gears")["pending"] == 0
     assert len(_results(client)) == 1
@@ -114,7 +130,9 @@ def test_bad_entries_are_skipped_and_counted_and_the_gear_keeps_going(
 def test_worker_killed_mid_frame_its_entry_is_reclaimed_nothing_lost_or_doubled(
     redis_ts: RedisServer, vtest_path: Path, tmp_path: Path, services: ServicesFactory
 ) -> None:
-    cfg = write_config(tmp_path / "rva.toml", redis_ts.url, vtest_path, gear={"claim_idle_ms": 1500})
+    cfg = write_config(
+        tmp_path / "rva.toml", redis_ts.url, vtest_path, gear={"claim_idle_ms": 1500}
+    )
     svc = services(cfg)
     svc.run("init")
     client = redis_ts.client()
@@ -123,8 +141,12 @@ def test_worker_killed_mid_frame_its_entry_is_reclaimed_nothing_lost_or_doubled(
     wait_for(lambda: client.hgetall(keys.HEARTBEAT), 60, what="first worker ready")
     # Freeze the worker the moment it has taken the frame, then kill it: a worker dead mid-frame.
     entry = client.xadd(keys.frames("0"), {"count": 1, "image": frame}).decode()
-    wait_for(lambda: client.xpending(keys.frames("0"), "rva-gears")["pending"] == 1, 10, 0.001,
-             what="frame taken by the first worker")
+    wait_for(
+        lambda: client.xpending(keys.frames("0"), "rva-gears")["pending"] == 1,
+        10,
+        0.001,
+        what="frame taken by the first worker",
+    )
     os.kill(doomed.pid, signal.SIGSTOP)
     already = any(r["ref"] == entry for _, r in _results(client))
     os.kill(doomed.pid, signal.SIGKILL)
@@ -132,8 +154,16 @@ def test_worker_killed_mid_frame_its_entry_is_reclaimed_nothing_lost_or_doubled(
     if not already:
         assert client.xpending(keys.frames("0"), "rva-gears")["pending"] == 1
     svc.start("gears")
-    wait_for(lambda: any(r["ref"] == entry for _, r in _results(client)), 60, what="reclaimed frame processed")
-    wait_for(lambda: client.xpending(keys.frames("0"), "rva-gears")["pending"] == 0, 10, what="nothing pending")
+    wait_for(
+        lambda: any(r["ref"] == entry for _, r in _results(client)),
+        60,
+        what="reclaimed frame processed",
+    )
+    wait_for(
+        lambda: client.xpending(keys.frames("0"), "rva-gears")["pending"] == 0,
+        10,
+        what="nothing pending",
+    )
     time.sleep(2)  # a second reclaim round must not process it again
     assert [r["ref"] for _, r in _results(client)] == [entry]
     if not already:
@@ -164,7 +194,9 @@ def test_a_worker_that_lost_its_entry_cannot_write_a_second_result(
 def test_two_workers_share_one_camera_without_double_work(
     redis_ts: RedisServer, vtest_path: Path, tmp_path: Path, services: ServicesFactory
 ) -> None:
-    svc = services(write_config(tmp_path / "rva.toml", redis_ts.url, vtest_path, camera={"fps": 10}))
+    svc = services(
+        write_config(tmp_path / "rva.toml", redis_ts.url, vtest_path, camera={"fps": 10})
+    )
     svc.run("init")
     svc.start("gears")
     svc.start("gears")
@@ -172,8 +204,12 @@ def test_two_workers_share_one_camera_without_double_work(
     wait_for(lambda: len(client.hgetall(keys.HEARTBEAT)) == 2, 60, what="two workers")
     svc.start("capture", "--frames", "80")
     wait_for(lambda: client.xlen(keys.frames("0")) >= 80, 60, what="80 frames captured")
-    wait_for(lambda: client.xpending(keys.frames("0"), "rva-gears")["pending"] == 0
-             and client.xinfo_groups(keys.frames("0"))[0]["lag"] == 0, 30, what="all frames handled")
+    wait_for(
+        lambda: client.xpending(keys.frames("0"), "rva-gears")["pending"] == 0
+        and client.xinfo_groups(keys.frames("0"))[0]["lag"] == 0,
+        30,
+        what="all frames handled",
+    )
     results = _results(client)
     refs = [r["ref"] for _, r in results]
     assert len(refs) == len(set(refs)), "a frame was processed twice"

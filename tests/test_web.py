@@ -12,10 +12,12 @@ import http.client
 import json
 import threading
 import time
+from itertools import pairwise
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import make_server
 
 import cv2
 import numpy as np
@@ -87,19 +89,20 @@ class MjpegClient:
     def next_part(self) -> Part:
         # A part is complete when the next delimiter has arrived after it.
         while True:
-            start = self.buffer.find(DELIMITER)
-            assert start == 0 or start == -1 and not self.buffer, \
-                f"stream does not start parts with the delimiter: {self.buffer[:80]!r}"
-            end = self.buffer.find(b"\r\n" + DELIMITER, len(DELIMITER))
-            if start == 0 and end > 0:
-                raw, self.buffer = self.buffer[len(DELIMITER):end], self.buffer[end + 2:]
-                head, sep, body = raw.partition(b"\r\n\r\n")
-                assert sep, f"part without a blank line after its headers: {raw[:200]!r}"
-                headers = {}
-                for line in head.decode("latin-1").split("\r\n"):
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                return Part(headers, body)
+            if len(self.buffer) >= len(DELIMITER):
+                assert self.buffer.startswith(DELIMITER), (
+                    f"a part does not start with the delimiter: {self.buffer[:80]!r}"
+                )
+                end = self.buffer.find(b"\r\n" + DELIMITER, len(DELIMITER))
+                if end > 0:
+                    raw, self.buffer = self.buffer[len(DELIMITER) : end], self.buffer[end + 2 :]
+                    head, sep, body = raw.partition(b"\r\n\r\n")
+                    assert sep, f"part without a blank line after its headers: {raw[:200]!r}"
+                    headers = {}
+                    for line in head.decode("latin-1").split("\r\n"):
+                        name, _, value = line.partition(":")
+                        headers[name.strip().lower()] = value.strip()
+                    return Part(headers, body)
             chunk = self.resp.read1(65536)
             if not chunk:
                 raise AssertionError("the /video stream ended")
@@ -109,6 +112,7 @@ class MjpegClient:
         return [self.next_part() for _ in range(n)]
 
     def close(self) -> None:
+        self.resp.close()  # an HTTP/1.0 response owns the socket: closing conn alone keeps it open
         self.conn.close()
 
 
@@ -149,8 +153,12 @@ def match_boxes(img: np.ndarray, results: list[tuple[bytes, dict[bytes, bytes]]]
             continue
         exact = outline_mask(img.shape, boxes) > 0
         near = cv2.dilate(exact.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # JPEG blur
-        m = BoxMatch(result_id, fields[b"ref"], float((green & near).sum() / green.sum()),
-                     float(green[exact].mean()))
+        m = BoxMatch(
+            result_id,
+            fields[b"ref"],
+            float((green & near).sum() / green.sum()),
+            float(green[exact].mean()),
+        )
         if best is None or m.precision + m.coverage > best.precision + best.coverage:
             best = m
     assert best is not None, "no result with boxes"
@@ -178,6 +186,12 @@ def label_region(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[0:30, 0:130]
 
 
+def metric_families(port: int) -> dict[str, Any]:
+    status, _headers, body = http_get(port, "/metrics")
+    assert status == 200
+    return {m.name: m for m in text_string_to_metric_families(body.decode())}
+
+
 def xread_calls(client: redis.Redis) -> int:
     return int(client.info("commandstats").get("cmdstat_xread", {}).get("calls", 0))
 
@@ -199,8 +213,14 @@ class Pipeline:
         return get_json(self.port, path)
 
 
-def start_pipeline(tmp: Path, server: RedisServer, svc_factory: Callable[[Path], Services],
-                   vtest: Path, *, parts: tuple[str, ...] = ("capture", "gears", "web")) -> Pipeline:
+def start_pipeline(
+    tmp: Path,
+    server: RedisServer,
+    svc_factory: Callable[[Path], Services],
+    vtest: Path,
+    *,
+    parts: tuple[str, ...] = ("capture", "gears", "web"),
+) -> Pipeline:
     port = free_port()
     cfg = write_config(tmp / "rva.toml", server.url, vtest, web={"host": "127.0.0.1", "port": port})
     svc = svc_factory(cfg)
@@ -208,7 +228,9 @@ def start_pipeline(tmp: Path, server: RedisServer, svc_factory: Callable[[Path],
     for part in parts:
         svc.start(part)
     pipe = Pipeline(server, svc, port, cfg)
-    wait_for(lambda: http_get(port, "/healthz", timeout=2)[0] in (200, 503), 60, what="rva web /healthz")
+    wait_for(
+        lambda: http_get(port, "/healthz", timeout=2)[0] in (200, 503), 60, what="rva web /healthz"
+    )
     return pipe
 
 
@@ -233,8 +255,11 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     server = next(server_gen)
     try:
         pipe = start_pipeline(tmp, server, factory, vtest)
-        wait_for(lambda: results_flowing(pipe, 20), 90,
-                 what="results in camera:0:yolo\n" + pipe.services.logs())
+        wait_for(
+            lambda: results_flowing(pipe, 20),
+            90,
+            what="results in camera:0:yolo\n" + pipe.services.logs(),
+        )
         yield pipe
     finally:
         for s in made:
@@ -243,15 +268,17 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 
 
 @pytest.fixture
-def in_process_web(pipeline: Pipeline) -> Iterator[tuple[int, Any]]:
+def in_process_web(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[int, Any]]:
     """make_app served from this process (same server classes as `rva web`), reading the
     shared pipeline's Redis, so that its feeds can be inspected."""
     cfg = config.load(pipeline.config)
     client = connect(pipeline.redis.url, name="rva-web-test")
     app = make_app(client, cfg)
-    from wsgiref.simple_server import make_server
-
-    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+    server = make_server(
+        "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -259,6 +286,9 @@ def in_process_web(pipeline: Pipeline) -> Iterator[tuple[int, Any]]:
     finally:
         server.shutdown()
         server.server_close()
+        monkeypatch.setattr(broadcast, "IDLE_STOP_S", 0.0)  # let the feed threads end now
+        for feed in app.config["rva.feeds"].values():
+            wait_for(lambda feed=feed: feed.thread is None, 10, what="feed thread to stop")
         client.close()
 
 
@@ -286,7 +316,7 @@ def test_api_people_and_healthz_fall_back_to_the_stream_without_timeseries(
     assert health["timeseries"] == "off"
     assert health["status"] == "degraded"
     assert any("TimeSeries" in p for p in health["problems"]), health["problems"]
-    metrics = {m.name: m for m in text_string_to_metric_families(http_get(pipe.port, "/metrics")[2].decode())}
+    metrics = metric_families(pipe.port)
     assert metrics["rva_timeseries_enabled"].samples[0].value == 0
 
 
@@ -304,7 +334,7 @@ def test_healthz_is_503_while_redis_is_down_and_recovers(
     assert health["status"] == "down"
     assert health["redis"] is False
     assert "Redis unreachable" in health["problems"][0]
-    metrics = {m.name: m for m in text_string_to_metric_families(http_get(pipe.port, "/metrics")[2].decode())}
+    metrics = metric_families(pipe.port)
     assert metrics["rva_redis_up"].samples[0].value == 0
     status, data = pipe.get_json("/api/people?minutes=5")
     assert status == 503 and "Redis unreachable" in data["error"]
@@ -342,7 +372,7 @@ def test_video_is_a_multipart_stream_of_annotated_footage_frames(pipeline: Pipel
 
     # A live stream, not one frame repeated.
     assert len({p.body for p in parts}) == len(parts)
-    diffs = [np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() for a, b in zip(images, images[1:])]
+    diffs = [np.abs(a.astype(np.int16) - b.astype(np.int16)).mean() for a, b in pairwise(images)]
     assert min(diffs) > 0.2, diffs
 
     for img in images:
@@ -381,8 +411,12 @@ def test_video_draws_each_result_on_the_frame_it_refers_to(pipeline: Pipeline) -
 
 
 def test_unknown_camera_is_404(pipeline: Pipeline) -> None:
-    for path in ("/video?camera=nope", "/video/nope", "/api/summary?camera=nope",
-                 "/api/people?camera=nope"):
+    for path in (
+        "/video?camera=nope",
+        "/video/nope",
+        "/api/summary?camera=nope",
+        "/api/people?camera=nope",
+    ):
         status, _headers, body = http_get(pipeline.port, path)
         assert status == 404, (path, status, body[:200])
     status, _headers, _body = http_get(pipeline.port, "/api/summary?camera=0")
@@ -390,16 +424,20 @@ def test_unknown_camera_is_404(pipeline: Pipeline) -> None:
 
 
 def test_metrics_parse_as_prometheus_text_with_live_values(pipeline: Pipeline) -> None:
-    wait_for(lambda: pipeline.get_json("/healthz")[1]["cameras"]["0"]["latest"].get("out_fps"), 30,
-             what="fps in camera:0:latest")
-    status, headers, body = http_get(pipeline.port, "/metrics")
-    assert status == 200
-    assert headers["content-type"].startswith("text/plain")
-    families = {m.name: m for m in text_string_to_metric_families(body.decode())}
+    wait_for(
+        lambda: pipeline.get_json("/healthz")[1]["cameras"]["0"]["latest"].get("out_fps"),
+        30,
+        what="fps in camera:0:latest",
+    )
+    assert http_get(pipeline.port, "/metrics")[1]["content-type"].startswith("text/plain")
+    families = metric_families(pipeline.port)
 
     def samples(family: str, **labels: str) -> list[float]:
-        return [s.value for s in families[family].samples
-                if all(s.labels.get(k) == v for k, v in labels.items())]
+        return [
+            s.value
+            for s in families[family].samples
+            if all(s.labels.get(k) == v for k, v in labels.items())
+        ]
 
     assert samples("rva_redis_up") == [1.0]
     assert samples("rva_timeseries_enabled") == [1.0]
@@ -410,7 +448,11 @@ def test_metrics_parse_as_prometheus_text_with_live_values(pipeline: Pipeline) -
     assert samples("rva_frame_age_seconds", camera="0")[0] < 5
     # The parser names a counter family without "_total"; its samples keep it.
     assert families["rva_frames"].type == "counter"
-    processed = [s for s in families["rva_frames"].samples if s.labels == {"camera": "0", "outcome": "processed"}]
+    processed = [
+        s
+        for s in families["rva_frames"].samples
+        if s.labels == {"camera": "0", "outcome": "processed"}
+    ]
     assert processed and processed[0].name == "rva_frames_total" and processed[0].value > 0
 
 
@@ -438,12 +480,12 @@ def test_api_people_reads_the_timeseries(pipeline: Pipeline) -> None:
     assert all(v >= 0 for _t, v in found)
     stamps = [t for t, _v in found]
     assert stamps == sorted(stamps)
-    status, _data = pipeline.get_json("/api/people?minutes=abc")
-    assert status == 400
+    assert http_get(pipeline.port, "/api/people?minutes=abc")[0] == 400
 
 
 def _wait_xread_quiet(client: redis.Redis) -> None:
     """Wait until nothing else XREADs (e.g. rva web's own feed, idle after an earlier test)."""
+
     def quiet() -> bool:
         before = xread_calls(client)
         time.sleep(1.0)
@@ -467,7 +509,7 @@ def test_each_frame_is_encoded_once_for_all_viewers(in_process_web: tuple[int, A
                     received[name].append(client.next_part().body)
             finally:
                 client.close()
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=watch, args=(n, 3.0)) for n in received]
@@ -480,8 +522,10 @@ def test_each_frame_is_encoded_once_for_all_viewers(in_process_web: tuple[int, A
     assert not errors, errors
     a, b = received["a"], received["b"]
     assert len(a) >= 10 and len(b) >= 10, (len(a), len(b))
-    # One encode per frame, whoever watches: not one per viewer.
-    assert encoded <= max(len(a), len(b)) + 4, (encoded, len(a), len(b))
+    # One encode per frame, whoever watches: not one per viewer (that would be len(a) + len(b)).
+    # The slack covers frames encoded just before and after the clients read, and a frame a
+    # loaded machine may make a client skip.
+    assert encoded <= 1.2 * max(len(a), len(b)) + 4, (encoded, len(a), len(b))
     # Both viewers got the same encoded bytes.
     common = set(a) & set(b)
     assert len(common) >= min(len(a), len(b)) - 3, (len(common), len(a), len(b))
@@ -509,21 +553,18 @@ def test_feed_stops_reading_redis_when_nobody_watches(
 
     wait_for(lambda: feed.thread is None, 10, what="feed thread to stop after the last viewer left")
     assert feed.viewers == 0
+    left_over = feed.jpeg  # what a new viewer would get at once if the feed kept it
     idle_start, encoded = xread_calls(rc), feed.encoded
     time.sleep(1.5)
     assert xread_calls(rc) == idle_start, "Redis still read with nobody watching"
     assert feed.encoded == encoded
 
-    # A new viewer starts it again, and sees a fresh frame, not the one left from before.
+    # A new viewer starts it again, and gets a fresh frame, not one left from before.
     client = MjpegClient(port)
     try:
         again = client.next_part()
     finally:
         client.close()
     assert feed.encoded > encoded
+    assert again.body != left_over, "a new viewer was shown a stale frame"
     assert again.body not in {p.body for p in first}
-    assert again.body != feed_last(first)
-
-
-def feed_last(parts: list[Part]) -> bytes:
-    return parts[-1].body

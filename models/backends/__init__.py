@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+from typing import cast
 
 from rva.models.backends.base import Backend
 from rva.models.manifest import ModelError
@@ -30,7 +31,7 @@ def _discover() -> dict[str, type[Backend]]:
             continue
         for obj in vars(module).values():
             if isinstance(obj, type) and issubclass(obj, Backend) and obj is not Backend:
-                found[obj.type_key] = obj
+                found[cast(type[Backend], obj).type_key] = obj
     return found
 
 
