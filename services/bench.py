@@ -75,22 +75,21 @@ def bare_loop(detector: Detector, source: str, seconds: float) -> dict[str, obje
 
 def _redis_server() -> tuple[str, str | None]:
     """A redis-server binary and, when one is found, the RedisTimeSeries module beside it."""
-    cache = Path(os.environ.get("RVA_CACHE", "")) / "redis-stack"
-    candidates = [
-        os.environ.get("RVA_REDIS_SERVER"),
-        str(cache / "redis-server"),
-        shutil.which("redis-server"),
-    ]
+    candidates = [os.environ.get("RVA_REDIS_SERVER"), shutil.which("redis-server")]
+    if os.environ.get("RVA_CACHE"):  # a development checkout: Redis Stack with TimeSeries
+        candidates.insert(1, str(Path(os.environ["RVA_CACHE"]) / "redis-stack" / "redis-server"))
     found = next((c for c in candidates if c and Path(c).is_file()), None)
     if found is None:
         raise ConfigError("bench: no redis-server found (set RVA_REDIS_SERVER)")
-    server = str(Path(found).resolve())  # redis-server chdirs to --dir before loading modules
+    # Absolute (redis-server chdirs to --dir first), but not resolved: Debian's redis-server is
+    # a symlink whose target's name selects what the binary does.
+    server = str(Path(found).absolute())
     module = os.environ.get("RVA_REDIS_TS_MODULE")
     beside = Path(server).parent / "redistimeseries.so"
     if not module and beside.is_file():
         module = str(beside)
     if module:
-        module = str(Path(module).resolve())
+        module = str(Path(module).absolute())
     return server, module
 
 

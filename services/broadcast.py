@@ -135,7 +135,9 @@ class Feed:
             except TRANSIENT as exc:
                 backoff.wait(f"feed {self.camera}: Redis unreachable ({exc})")
                 continue
-            except (redis.ResponseError, ValueError) as exc:
+            except (redis.ResponseError, ValueError, TypeError, cv2.error) as exc:
+                # A malformed result (e.g. boxes that are not integers) is skipped, never
+                # allowed to end the thread: that would freeze every viewer's picture.
                 log.warning("feed %s: %s", self.camera, exc)
                 time.sleep(0.5)
             spare = self.min_period - (time.monotonic() - started)

@@ -85,7 +85,8 @@ def _camera(client: redis.Redis, camera: str, group: str, now_ms: int) -> Camera
     if results:
         ref_id, fields = results[0]
         state.result_age_s = (now_ms - (_id_ms(ref_id) or now_ms)) / 1000
-        state.people = int(fields.get(b"people", b"0"))
+        people = fields.get(b"people", b"0")
+        state.people = int(people) if people.isdigit() else None  # malformed: unknown
     try:
         for g in client.xinfo_groups(keys.frames(camera)):
             if g["name"].decode() == group:

@@ -163,9 +163,12 @@ def people_history(client: redis.Redis, camera: str, minutes: float) -> dict[str
     entries = client.xrevrange(keys.results(camera), min=f"{start}-0", count=5000)
     buckets: dict[int, list[int]] = {}
     for _id, fields in entries:
-        ref = fields.get(b"ref", _id).decode()
-        t = int(ref.split("-")[0])
-        buckets.setdefault(t - t % bucket, []).append(int(fields.get(b"people", 0)))
+        try:
+            t = int(fields.get(b"ref", _id).decode().split("-")[0])
+            people = int(fields.get(b"people", 0))
+        except (ValueError, UnicodeDecodeError):
+            continue  # a malformed entry: skipped, as the gears skip bad input
+        buckets.setdefault(t - t % bucket, []).append(people)
     points = [[t, round(sum(v) / len(v), 2)] for t, v in sorted(buckets.items())]
     return {"camera": camera, "source": "stream", "points": points}
 

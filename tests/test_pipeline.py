@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +15,7 @@ import cv2
 import redis
 
 from rva import keys
-from tests.conftest import RedisServer, Services, wait_for, write_config
+from tests.conftest import CACHE, RedisServer, Services, wait_for, write_config
 
 ServicesFactory = Callable[[Path], Services]
 
@@ -254,3 +256,48 @@ def test_unknown_camera_and_unreadable_source(
     missing.send_signal(signal.SIGTERM)
     assert missing.wait(10) == 0
     assert "video file not found" in svc.logs()
+
+
+def test_rva_top_shows_people_fps_and_stage_timings(
+    redis_ts: RedisServer, vtest_path: Path, tmp_path: Path, services: ServicesFactory
+) -> None:
+    svc = services(write_config(tmp_path / "rva.toml", redis_ts.url, vtest_path))
+    svc.run("init")
+    svc.start("gears")
+    svc.start("capture")
+    client = redis_ts.client()
+    wait_for(lambda: client.hexists(keys.latest("0"), "in_fps"), 90, what="rates measured")
+    screen = svc.run("top", "--once").stdout
+    lines = screen.splitlines()
+    assert lines[0].startswith("RVA top — camera 0")
+    assert lines[1].split()[0] == "people" and lines[1].split()[1].isdigit()
+    fps = lines[2].split()
+    assert float(fps[2]) > 0  # "in fps <n> out fps <n>"
+    assert "model" in lines[3] and "total" in lines[3]
+
+
+def test_rva_bench_reports_both_phases_in_one_json(
+    vtest_path: Path, tmp_path: Path, model_cache: Path
+) -> None:
+    """The benchmark's shape, not its speed: figures are for people to read, never asserted."""
+    env = {**os.environ, "RVA_MODEL_CACHE": str(model_cache), "RVA_CACHE": str(CACHE)}
+    env.pop("RVA_CONFIG", None)
+    res = subprocess.run(
+        [sys.executable, "-m", "rva", "bench", "--seconds", "3", "--source", str(vtest_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    for key in ("bare_fps", "pipeline_fps", "ratio", "latency_ms", "stages_ms", "services"):
+        assert key in report
+    assert report["bare_fps"] > 0 and report["pipeline_fps"] > 0
+    assert report["ratio"] == round(report["pipeline_fps"] / report["bare_fps"], 3)
+    assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p95"]
+    assert set(report["services"]) == {"redis", "capture", "gears"}
+    assert all(s["peak_rss_mb"] > 0 for s in report["services"].values())
+    assert report["stages_ms"]["pipeline"]["model"] > 0
+    assert report["timeseries"] is True

@@ -59,6 +59,7 @@ function drawChart(points) {
 async function refreshChart() {
   try {
     const d = await getJSON("/api/people?camera=" + encodeURIComponent(camera) + "&minutes=" + $("range").value);
+    if (!d.points) return; // Redis unreachable (503): keep the last chart and its source
     $("chart-source").textContent = d.source === "timeseries" ? "(RedisTimeSeries)" : "(results stream; time series off)";
     drawChart(d.points || []);
   } catch (e) { /* keep the last chart */ }
