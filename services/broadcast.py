@@ -115,7 +115,10 @@ class Feed:
         while not self._idle():
             started = time.monotonic()
             try:
-                reply = self.client.xread({results: last_id}, count=16, block=500)
+                idle = time.monotonic() - last_result > RAW_AFTER_S
+                # Idle detector: wake at the frame rate to show raw frames, not twice a second.
+                wait_ms = int(self.min_period * 1000) if idle else 500
+                reply = self.client.xread({results: last_id}, count=16, block=max(wait_ms, 1))
                 if reply:
                     entries = reply[0][1]
                     last_id = entries[-1][0]
@@ -127,7 +130,7 @@ class Feed:
                         self._publish(annotate(frame, boxes, int(fields.get(b"people", 0))))
                         last_result = time.monotonic()
                         break
-                elif time.monotonic() - last_result > RAW_AFTER_S:
+                elif idle:
                     frame = self._latest_raw()
                     if frame is not None:
                         self._publish(annotate(frame, [], None, "detector idle"))

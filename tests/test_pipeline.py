@@ -301,3 +301,33 @@ def test_rva_bench_reports_both_phases_in_one_json(
     assert all(s["peak_rss_mb"] > 0 for s in report["services"].values())
     assert report["stages_ms"]["pipeline"]["model"] > 0
     assert report["timeseries"] is True
+
+
+def test_url_source_reconnects_when_the_stream_comes_back(
+    redis_ts: RedisServer, vtest_path: Path, tmp_path: Path, services: ServicesFactory
+) -> None:
+    """An HTTP MJPEG camera (here: another RVA's /video) that goes away and comes back."""
+    from tests.conftest import free_port
+
+    port = free_port()
+    svc = services(
+        write_config(
+            tmp_path / "rva.toml", redis_ts.url, vtest_path, web={"host": "127.0.0.1", "port": port}
+        )
+    )
+    svc.run("init")
+    svc.start("capture")
+    web = svc.start("web")
+    client = redis_ts.client()
+    url_capture = svc.start("capture", f"http://127.0.0.1:{port}/video", "--camera", "net")
+    wait_for(lambda: client.xlen("camera:net") >= 3, 60, what="frames from the URL source")
+    web.send_signal(signal.SIGTERM)
+    web.wait(15)
+    time.sleep(4)
+    assert url_capture.poll() is None, "the capture must wait for the stream, not exit"
+    before = client.xlen("camera:net")
+    svc.start("web")
+    wait_for(
+        lambda: client.xlen("camera:net") >= before + 3, 90, what="frames after the stream returned"
+    )
+    assert "reopening" in svc.logs()
