@@ -1,0 +1,71 @@
+"""sd_notify as systemd sees it: READY only when the service can serve, STATUS, WATCHDOG."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RedisServer, Services, free_port, wait_for, write_config
+
+
+class NotifySocket:
+    """The datagram socket systemd would listen on ($NOTIFY_SOCKET)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.messages: list[str] = []
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                return self.messages
+
+    def seen(self, prefix: str) -> bool:
+        return any(line.startswith(prefix) for m in self.drain() for line in m.splitlines())
+
+
+@pytest.fixture
+def notify(tmp_path: Path) -> Iterator[NotifySocket]:
+    ns = NotifySocket(tmp_path / "notify.sock")
+    yield ns
+    ns.sock.close()
+
+
+def test_services_report_ready_status_and_feed_the_watchdog(
+    redis_ts: RedisServer,
+    vtest_path: Path,
+    tmp_path: Path,
+    notify: NotifySocket,
+    services: Callable[[Path], Services],
+) -> None:
+    port = free_port()
+    cfg = write_config(
+        tmp_path / "rva.toml", redis_ts.url, vtest_path, web={"host": "127.0.0.1", "port": port}
+    )
+    svc = services(cfg)
+    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
+    # Before `rva init` the gear worker has nothing to run: it must say so and not claim READY.
+    svc.start("gears", env=env)
+    wait_for(lambda: notify.seen("STATUS=waiting for `rva init`"), 60, what="waiting status")
+    assert not notify.seen("READY=1")
+    svc.run("init")
+    wait_for(lambda: notify.seen("READY=1"), 60, what="gears READY after init")
+    notify.messages.clear()
+    svc.start("capture", env=env)
+    wait_for(lambda: notify.seen("STATUS=capturing file"), 60, what="capture READY status")
+    assert any("READY=1" in m for m in notify.messages)
+    notify.messages.clear()
+    time.sleep(2.5)  # WatchdogSec=1s: pings at least every half interval
+    assert sum(m.count("WATCHDOG=1") for m in notify.drain()) >= 4
+    notify.messages.clear()
+    svc.start("web", env=env)
+    wait_for(lambda: notify.seen(f"STATUS=serving http://127.0.0.1:{port}/"), 60, what="web READY")
