@@ -12,9 +12,10 @@ import http.client
 import json
 import threading
 import time
-from itertools import pairwise
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import make_server
@@ -25,23 +26,12 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-try:  # tests/ is not a package: pytest puts it on sys.path and imports this as "conftest"
-    from conftest import CACHE, RedisServer, Services, _server, free_port, wait_for, write_config
-except ImportError:  # pragma: no cover - if tests/ becomes a package
-    from tests.conftest import (  # type: ignore[no-redef]
-        CACHE,
-        RedisServer,
-        Services,
-        _server,
-        free_port,
-        wait_for,
-        write_config,
-    )
-
 from rva import config, keys
+from rva.config import Config
 from rva.connection import connect
 from rva.services import broadcast
 from rva.services.web import BOUNDARY, _QuietHandler, _ThreadingServer, make_app
+from tests.conftest import CACHE, RedisServer, Services, _server, free_port, wait_for, write_config
 
 FOOTAGE_SIZE = (768, 576)  # vtest.avi, served at its own size (resize = false)
 DELIMITER = f"--{BOUNDARY}\r\n".encode()
@@ -168,7 +158,7 @@ def match_boxes(img: np.ndarray, results: list[tuple[bytes, dict[bytes, bytes]]]
 def frame_image(client: redis.Redis, entry_id: bytes) -> np.ndarray:
     found = client.xrange(keys.frames("0"), entry_id, entry_id)
     assert found, f"frame {entry_id!r} no longer in camera:0"
-    return cv2.imdecode(np.frombuffer(found[0][1][b"image"], np.uint8), cv2.IMREAD_COLOR)
+    return Part({}, found[0][1][b"image"]).image()
 
 
 def content_difference(served: np.ndarray, raw: np.ndarray, boxes: list[int]) -> float:
@@ -201,13 +191,13 @@ def xread_calls(client: redis.Redis) -> int:
 
 @dataclass
 class Pipeline:
-    redis: RedisServer
+    server: RedisServer
     services: Services
     port: int
     config: Path
 
     def client(self) -> redis.Redis:
-        return self.redis.client()
+        return self.server.client()
 
     def get_json(self, path: str) -> tuple[int, Any]:
         return get_json(self.port, path)
@@ -238,10 +228,10 @@ def results_flowing(pipe: Pipeline, minimum: int = 5) -> bool:
     return pipe.client().xlen(keys.results("0")) >= minimum
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    """Real Redis with TimeSeries, rva init, capture, gears and web on vtest.avi."""
-    tmp = tmp_path_factory.mktemp("web-pipeline")
+@contextmanager
+def running_pipeline(tmp: Path) -> Iterator[Pipeline]:
+    """Real Redis with TimeSeries, rva init, capture, gears and web on vtest.avi, with results
+    flowing; everything stopped on exit."""
     vtest = CACHE / "footage" / "vtest.avi"
     if not vtest.exists():
         pytest.fail(f"{vtest} missing: run `make fetch` (scripts/get-footage.sh)")
@@ -254,27 +244,33 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     server_gen = _server(tmp, with_timeseries=True)
     server = next(server_gen)
     try:
-        pipe = start_pipeline(tmp, server, factory, vtest)
-        wait_for(
-            lambda: results_flowing(pipe, 20),
-            90,
-            what="results in camera:0:yolo\n" + pipe.services.logs(),
-        )
+        try:
+            pipe = start_pipeline(tmp, server, factory, vtest)
+            wait_for(lambda: results_flowing(pipe, 20), 90, what="results in camera:0:yolo")
+        except BaseException:
+            for s in made:
+                print(s.logs())
+            raise
         yield pipe
     finally:
         for s in made:
             s.stop_all()
-        server_gen.close()
+        next(server_gen, None)  # runs its cleanup: stops redis-server
 
 
-@pytest.fixture
-def in_process_web(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    with running_pipeline(tmp_path_factory.mktemp("web-pipeline")) as pipe:
+        yield pipe
+
+
+@contextmanager
+def serve_in_process(
+    pipeline: Pipeline, cfg: Config, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[int, Any]]:
     """make_app served from this process (same server classes as `rva web`), reading the
     shared pipeline's Redis, so that its feeds can be inspected."""
-    cfg = config.load(pipeline.config)
-    client = connect(pipeline.redis.url, name="rva-web-test")
+    client = connect(pipeline.server.url, name="rva-web-test")
     app = make_app(client, cfg)
     server = make_server(
         "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler
@@ -287,9 +283,17 @@ def in_process_web(
         server.shutdown()
         server.server_close()
         monkeypatch.setattr(broadcast, "IDLE_STOP_S", 0.0)  # let the feed threads end now
-        for feed in app.config["rva.feeds"].values():
-            wait_for(lambda feed=feed: feed.thread is None, 10, what="feed thread to stop")
+        feeds = app.config["rva.feeds"].values()
+        wait_for(lambda: all(f.thread is None for f in feeds), 10, what="feed threads to stop")
         client.close()
+
+
+@pytest.fixture
+def in_process_web(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[int, Any]]:
+    with serve_in_process(pipeline, config.load(pipeline.config), monkeypatch) as served:
+        yield served
 
 
 # -- tests that bring up their own Redis (first: the shared pipeline is not running yet) -----
@@ -307,6 +311,7 @@ def test_api_people_and_healthz_fall_back_to_the_stream_without_timeseries(
         return data["points"] if any(v > 0 for _t, v in data["points"]) else None
 
     points = wait_for(people_points, 90, what="people counted from the results stream")
+    assert isinstance(points, list)
     assert all(v >= 0 for _t, v in points)
     now_ms = time.time() * 1000
     assert all(now_ms - 6 * 60_000 < t <= now_ms + 1000 for t, _v in points)
@@ -318,6 +323,28 @@ def test_api_people_and_healthz_fall_back_to_the_stream_without_timeseries(
     assert any("TimeSeries" in p for p in health["problems"]), health["problems"]
     metrics = metric_families(pipe.port)
     assert metrics["rva_timeseries_enabled"].samples[0].value == 0
+
+
+def test_api_and_healthz_skip_malformed_results(
+    tmp_path: Path, redis_plain: RedisServer, services: Callable[[Path], Services], vtest_path: Path
+) -> None:
+    pipe = start_pipeline(tmp_path, redis_plain, services, vtest_path, parts=("web",))
+    rc = pipe.client()
+    now_ms = int(time.time() * 1000)
+    results = keys.results("0")
+    for i in range(3):
+        rc.xadd(results, {"ref": f"{now_ms - 3000 + i * 1000}-0", "boxes": "[]", "people": 2})
+    rc.xadd(results, {"ref": "garbage", "boxes": "[]", "people": 5})
+    rc.xadd(results, {"ref": f"{now_ms}-0", "boxes": "[]", "people": "many"})
+
+    status, data = pipe.get_json("/api/people?minutes=5")
+    assert status == 200, data
+    assert data["source"] == "stream"
+    assert [v for _t, v in data["points"]] == [2, 2, 2]
+    status, health = pipe.get_json("/healthz")
+    assert status == 200, health
+    assert health["cameras"]["0"]["people"] is None  # the newest result is malformed
+    assert http_get(pipe.port, "/metrics")[0] == 200
 
 
 def test_healthz_is_503_while_redis_is_down_and_recovers(
@@ -477,6 +504,7 @@ def test_api_people_reads_the_timeseries(pipeline: Pipeline) -> None:
         return data["points"] if any(v > 0 for _t, v in data["points"]) else None
 
     found = wait_for(points, 30, what="people in the time series")
+    assert isinstance(found, list)
     assert all(v >= 0 for _t, v in found)
     stamps = [t for t, _v in found]
     assert stamps == sorted(stamps)
@@ -568,3 +596,44 @@ def test_feed_stops_reading_redis_when_nobody_watches(
     assert feed.encoded > encoded
     assert again.body != left_over, "a new viewer was shown a stale frame"
     assert again.body not in {p.body for p in first}
+
+
+def test_a_malformed_result_does_not_freeze_the_video(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Camera "9" is fed by hand (no capture, no gears): one real frame, then results.
+    base = config.load(pipeline.config)
+    cfg = base.model_copy(update={"cameras": {**base.cameras, "9": base.cameras["0"]}})
+    monkeypatch.setattr(broadcast, "RAW_AFTER_S", 0.3)
+    rc = pipeline.client()
+    rc.delete(keys.frames("9"), keys.results("9"))
+    image = rc.xrevrange(keys.frames("0"), count=1)[0][1][b"image"]
+    ref = rc.xadd(keys.frames("9"), {"count": 1, "image": image})
+    try:
+        with serve_in_process(pipeline, cfg, monkeypatch) as (port, app):
+            feed = app.config["rva.feeds"]["9"]
+            client = MjpegClient(port, "/video?camera=9", timeout=10)
+            try:
+                raw = client.next_part().image()  # no result yet: the raw frame, marked idle
+                assert green_mask(raw).sum() < 50
+                # Float coordinates: cv2.rectangle refuses them.
+                rc.xadd(
+                    keys.results("9"), {"ref": ref, "boxes": "[10.5, 10, 200, 300]", "people": 1}
+                )
+                time.sleep(1.0)  # the feed reads it at once (blocking XREAD)
+                good = [100, 100, 300, 400]
+                rc.xadd(keys.results("9"), {"ref": ref, "boxes": json.dumps(good), "people": 1})
+                deadline = time.monotonic() + 4
+                while time.monotonic() < deadline:
+                    img = client.next_part().image()
+                    if green_mask(img).sum() > 200:
+                        break
+                else:
+                    pytest.fail("the good result after a malformed one was never shown")
+            finally:
+                client.close()
+            assert feed.thread is not None and feed.thread.is_alive()
+            exact = outline_mask(img.shape, good) > 0
+            assert green_mask(img)[exact].mean() > 0.6
+    finally:
+        rc.delete(keys.frames("9"), keys.results("9"))
