@@ -22,7 +22,7 @@ deps:
 $(BIN)/rva: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,systemd]' || $(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,onnx,systemd]' || $(BIN)/pip install --quiet -e '.[dev,onnx]'
 	touch $@
 
 venv: $(BIN)/rva

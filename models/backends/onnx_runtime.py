@@ -1,0 +1,71 @@
+"""ONNX Runtime — a second CPU backend (x86_64 and aarch64 wheels), CUDA with onnxruntime-gpu.
+
+Runs ONNX models, and Darknet models converted to ONNX in memory when the backend loads
+(models/darknet_onnx.py, ~0.3 s on a 2-core x86 VM), so it returns the same rows as the OpenCV
+backend and no second copy of the weights sits in the cache or in Redis. Install it with ``pip install 'rva[onnx]'``; without onnxruntime this backend
+is simply not offered. ``gear.threads`` sets ONNX Runtime's intra-op threads (0 = one per
+physical core).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from rva.models.backends.base import Backend
+from rva.models.manifest import ModelError
+from rva.models.store import ModelBundle
+
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+
+
+class OnnxRuntimeBackend(Backend):
+    type_key = "onnxruntime"
+    formats = frozenset({"onnx", "darknet"})
+
+    def __init__(self, bundle: ModelBundle, device: str = "cpu", threads: int = 0) -> None:
+        super().__init__(bundle, device, threads)
+        name = bundle.manifest.name
+        graph = self._graph(bundle)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                graph, sess_options=options, providers=self._providers(device)
+            )
+        # onnxruntime's errors derive straight from Exception, one class per status code.
+        except Exception as exc:
+            raise ModelError(f"ONNX Runtime cannot load {name}: {exc}") from exc
+        # A CUDA provider that fails to start (missing CUDA/cuDNN libraries) only logs a warning
+        # and leaves the session on CPU; a gear configured for the GPU must not run there quietly.
+        if device == "cuda" and CUDA not in self.session.get_providers():
+            raise ModelError("gear.device = cuda, but ONNX Runtime could not start CUDA")
+        self.input = self.session.get_inputs()[0].name
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    @staticmethod
+    def _graph(bundle: ModelBundle) -> bytes:
+        fmt = bundle.manifest.format
+        if fmt == "onnx":
+            return bundle.files["onnx"]
+        if fmt == "darknet":
+            from rva.models.darknet_onnx import convert
+
+            cfg = bundle.files["cfg"].decode("utf-8")
+            return convert(cfg, bundle.files["weights"], bundle.manifest.name).SerializeToString()
+        raise ModelError(f"onnxruntime backend cannot run {fmt} models")
+
+    @staticmethod
+    def _providers(device: str) -> list[str]:
+        if device != "cuda":
+            return [CPU]
+        if CUDA not in ort.get_available_providers():
+            raise ModelError(
+                "gear.device = cuda, but this onnxruntime has no CUDA provider "
+                "(install onnxruntime-gpu instead of onnxruntime)"
+            )
+        return [CUDA, CPU]
+
+    def forward(self, blob: np.ndarray) -> list[np.ndarray]:
+        return list(self.session.run(self.outputs, {self.input: blob}))
