@@ -2,9 +2,9 @@
 
 Runs ONNX models, and Darknet models converted to ONNX in memory when the backend loads
 (models/darknet_onnx.py, ~0.3 s on a 2-core x86 VM), so it returns the same rows as the OpenCV
-backend and no second copy of the weights sits in the cache or in Redis. Install it with ``pip install 'rva[onnx]'``; without onnxruntime this backend
-is simply not offered. ``gear.threads`` sets ONNX Runtime's intra-op threads (0 = one per
-physical core).
+backend and no second copy of the weights sits in the cache or in Redis. Install it with
+``pip install 'rva[onnx]'``; without onnxruntime this backend is simply not offered.
+``gear.threads`` sets ONNX Runtime's intra-op threads (0 = one per physical core).
 """
 
 from __future__ import annotations
