@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,11 @@ import cv2
 import numpy as np
 import pytest
 
+from rva import keys
 from rva.models import backends, manifest, store
 from rva.models.detector import Detector
 from rva.models.manifest import ModelError
+from tests.conftest import RedisServer, Services, wait_for, write_config
 
 # The only reason to skip: the onnx extra is not installed (CI installs it: `make venv`).
 ort = pytest.importorskip("onnxruntime")
@@ -149,3 +152,20 @@ def test_rva_count_with_the_onnxruntime_backend(vtest_path: Path, model_cache: P
     for got, want in zip(rows, reference, strict=True):
         assert got["people"] == len(got["boxes"]) > 0
         assert abs(got["people"] - want["people"]) <= 1
+
+
+def test_the_gear_runs_onnxruntime_on_the_model_stored_in_redis(
+    redis_ts: RedisServer, vtest_path: Path, tmp_path: Path, services: Callable[[Path], Services]
+) -> None:
+    cfg = write_config(
+        tmp_path / "rva.toml", redis_ts.url, vtest_path, gear={"backend": "onnxruntime"}
+    )
+    svc = services(cfg)
+    svc.run("init")
+    svc.start("gears")
+    svc.start("capture")
+    client = redis_ts.client()
+    wait_for(lambda: client.xlen(keys.results("0")) >= 5, 90, what="results from onnxruntime")
+    people = [int(f[b"people"]) for _, f in client.xrange(keys.results("0"))]
+    assert max(people) >= 2
+    assert "on onnxruntime/cpu" in svc.logs()
