@@ -50,7 +50,8 @@ class RedisSection(Section):
 class CameraSection(Section):
     source: str = Field(
         "picamera",
-        title="picamera[:N], /dev/videoN (or a plain index), rtsp:// or http(s):// URL, "
+        title="picamera[:N], /dev/videoN (or a plain index), jetson-csi[:N], gst:<pipeline>, "
+        "rtsp:// or http(s):// URL, "
         "a video file (looped) or a still image",
         min_length=1,
     )

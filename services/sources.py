@@ -2,8 +2,9 @@
 
 The hardware choice is made once, from the source string, so the capture loop never branches:
 ``picamera[:N]`` (libcamera through picamera2, imported only here and only when asked for),
-``/dev/videoN`` or ``N`` (V4L2 through OpenCV), ``rtsp://``/``http(s)://`` URLs, a video file
-(looped), or a still image (repeated).
+``/dev/videoN`` or ``N`` (V4L2 through OpenCV), ``jetson-csi[:N]`` or ``gst:<pipeline>``
+(GStreamer, e.g. nvarguscamerasrc on a Jetson: needs an OpenCV built with GStreamer, such as
+JetPack's), ``rtsp://``/``http(s)://`` URLs, a video file (looped), or a still image.
 """
 
 from __future__ import annotations
@@ -83,14 +84,15 @@ class OpenCVCamera(Camera):
     ) -> None:
         super().__init__(width, height, fps, resize=resize or kind == "v4l2")
         self.target, self.kind = target, kind
-        self.description = f"{kind} {target}"
+        self.description = "GStreamer pipeline" if kind == "gstreamer" else f"{kind} {target}"
         self.capture: cv2.VideoCapture | None = None
         self.file_fps = 0.0
 
     def open(self) -> None:
         if self.kind == "file" and not Path(str(self.target)).is_file():
             raise SourceError(f"video file not found: {self.target}")
-        cap = cv2.VideoCapture(self.target, cv2.CAP_V4L2 if self.kind == "v4l2" else cv2.CAP_ANY)
+        api = {"v4l2": cv2.CAP_V4L2, "gstreamer": cv2.CAP_GSTREAMER}.get(self.kind, cv2.CAP_ANY)
+        cap = cv2.VideoCapture(self.target, api)
         if not cap.isOpened():
             raise SourceError(f"cannot open {self.description}")
         if self.kind == "v4l2":
@@ -192,12 +194,27 @@ class PiCamera(Camera):
                 self.picam = None
 
 
+def jetson_csi_pipeline(sensor: int, width: int, height: int, fps: float) -> str:
+    """A CSI camera on a Jetson through Argus, converted to BGR for OpenCV; newest frame only."""
+    return (
+        f"nvarguscamerasrc sensor-id={sensor} ! "
+        f"video/x-raw(memory:NVMM),width={width},height={height},framerate={round(fps)}/1 ! "
+        "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! "
+        "appsink drop=true max-buffers=1"
+    )
+
+
 def open_source(
     source: str, width: int, height: int, fps: float, *, resize: bool = False
 ) -> Camera:
     """Build (not yet open) the Camera a source string names."""
     if m := re.fullmatch(r"picamera(?::(\d+))?", source):
         return PiCamera(int(m.group(1) or 0), width, height, fps)
+    if m := re.fullmatch(r"jetson-csi(?::(\d+))?", source):
+        pipeline = jetson_csi_pipeline(int(m.group(1) or 0), width, height, fps)
+        return OpenCVCamera(pipeline, width, height, fps, kind="gstreamer")
+    if source.startswith("gst:"):
+        return OpenCVCamera(source[4:].strip(), width, height, fps, kind="gstreamer", resize=resize)
     if re.fullmatch(r"\d+", source):
         return OpenCVCamera(int(source), width, height, fps, kind="v4l2")
     if source.startswith("/dev/video"):

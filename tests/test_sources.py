@@ -1,0 +1,86 @@
+"""Camera sources: which implementation a source string picks, and how each behaves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from rva.services.sources import (
+    OpenCVCamera,
+    PiCamera,
+    SourceError,
+    StillImage,
+    jetson_csi_pipeline,
+    open_source,
+)
+
+
+@pytest.mark.parametrize(
+    ("source", "cls", "kind"),
+    [
+        ("picamera", PiCamera, None),
+        ("picamera:1", PiCamera, None),
+        ("0", OpenCVCamera, "v4l2"),
+        ("/dev/video2", OpenCVCamera, "v4l2"),
+        ("rtsp://cam.local/stream", OpenCVCamera, "stream"),
+        ("http://10.0.0.5:8080/video", OpenCVCamera, "stream"),
+        ("jetson-csi", OpenCVCamera, "gstreamer"),
+        ("gst:videotestsrc ! videoconvert ! appsink", OpenCVCamera, "gstreamer"),
+        ("/srv/footage/lobby.mp4", OpenCVCamera, "file"),
+        ("/srv/stills/door.JPG", StillImage, None),
+    ],
+)
+def test_source_string_picks_the_implementation(source: str, cls: type, kind: str | None) -> None:
+    camera = open_source(source, 640, 480, 15)
+    assert isinstance(camera, cls)
+    if kind:
+        assert camera.kind == kind  # type: ignore[attr-defined]
+
+
+def test_jetson_csi_pipeline_asks_argus_for_the_configured_mode() -> None:
+    pipeline = jetson_csi_pipeline(1, 1280, 720, 30)
+    assert pipeline.startswith("nvarguscamerasrc sensor-id=1 ")
+    assert "width=1280,height=720,framerate=30/1" in pipeline
+    assert pipeline.endswith("appsink drop=true max-buffers=1")
+
+
+def test_video_file_loops_at_the_end(vtest_path: Path) -> None:
+    with open_source(str(vtest_path), 640, 480, 10) as camera:
+        first = camera.read()
+        for _ in range(794):
+            camera.read()
+        again = camera.read()  # frame 795 does not exist: back to frame 0
+    assert first.shape == (576, 768, 3)
+    assert np.array_equal(first, again)
+
+
+def test_resize_scales_files_to_the_configured_size(vtest_path: Path) -> None:
+    with open_source(str(vtest_path), 320, 240, 10, resize=True) as camera:
+        assert camera.read().shape == (240, 320, 3)
+
+
+def test_still_image_repeats_and_missing_sources_raise(tmp_path: Path) -> None:
+    still = tmp_path / "still.png"
+    cv2.imwrite(str(still), np.full((48, 64, 3), 200, dtype=np.uint8))
+    with open_source(str(still), 640, 480, 5) as camera:
+        assert camera.read().shape == (48, 64, 3)
+        assert camera.read().mean() == pytest.approx(200)
+    with pytest.raises(SourceError, match="cannot read image"):
+        open_source(str(tmp_path / "gone.png"), 640, 480, 5).open()
+    with pytest.raises(SourceError, match="video file not found"):
+        open_source(str(tmp_path / "gone.mp4"), 640, 480, 5).open()
+
+
+def test_pi_camera_without_picamera2_says_what_to_install() -> None:
+    pytest.importorskip("cv2")
+    try:
+        import picamera2  # noqa: F401
+
+        pytest.skip("picamera2 is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(SourceError, match="apt install python3-picamera2"):
+        open_source("picamera", 640, 480, 15).open()
