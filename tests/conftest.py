@@ -16,10 +16,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import redis
 
@@ -27,6 +29,34 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("RVA_CACHE") or ROOT / ".cache")
 MODEL_CACHE = Path(os.environ.get("RVA_MODEL_CACHE") or CACHE / "models")
 REDIS_STACK = CACHE / "redis-stack"
+
+
+SAMPLE_FRAMES = [0, 100, 200, 300, 400, 500, 600, 700]  # of vtest.avi's 795
+
+
+def rva(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `rva` command on the test caches, with no config file unless env names one."""
+    base = {**os.environ, "RVA_MODEL_CACHE": str(MODEL_CACHE), "RVA_CACHE": str(CACHE)}
+    base.pop("RVA_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "rva", *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two x1, y1, x2, y2 boxes."""
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union else 0.0
 
 
 def free_port() -> int:
@@ -146,6 +176,21 @@ def vtest_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def sample_frames(vtest_path: Path) -> dict[int, np.ndarray]:
+    """The SAMPLE_FRAMES of vtest.avi, decoded once per session."""
+    cap = cv2.VideoCapture(str(vtest_path))
+    out, index = {}, 0
+    while index <= max(SAMPLE_FRAMES):
+        ok, frame = cap.read()
+        assert ok, f"vtest.avi ended at frame {index}"
+        if index in SAMPLE_FRAMES:
+            out[index] = frame
+        index += 1
+    cap.release()
+    return out
+
+
+@pytest.fixture(scope="session")
 def model_cache() -> Path:
     return MODEL_CACHE
 
@@ -219,6 +264,12 @@ class Services:
         )
         self.procs.append((args[0], proc, log))
         return proc
+
+    def pipeline(self) -> None:
+        """`rva init`, then a gear worker and the capture: the appliance's own start order."""
+        self.run("init")
+        self.start("gears")
+        self.start("capture")
 
     def stop_all(self) -> None:
         for _name, proc, _log in self.procs:

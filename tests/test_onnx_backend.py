@@ -4,14 +4,10 @@ and real footage, checked against the OpenCV backend running the Darknet files d
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 
@@ -19,27 +15,17 @@ from rva import keys
 from rva.models import backends, manifest, store
 from rva.models.detector import Detector
 from rva.models.manifest import ModelError
-from tests.conftest import RedisServer, Services, wait_for, write_config
+from tests.conftest import RedisServer, Services, iou, rva, wait_for, write_config
 
 # The only reason to skip: the onnx extra is not installed (CI installs it: `make venv`).
 ort = pytest.importorskip("onnxruntime")
 
 from rva.models import darknet_onnx  # noqa: E402 - needs onnx, which comes with the same extra
 
-FRAMES = [0, 100, 200, 300, 400, 500, 600, 700]
-
 
 @pytest.fixture(scope="module")
-def frames(vtest_path: Path) -> dict[int, np.ndarray]:
-    cap = cv2.VideoCapture(str(vtest_path))
-    out, index = {}, 0
-    while index <= max(FRAMES):
-        ok, frame = cap.read()
-        assert ok, f"vtest.avi ended at frame {index}"
-        if index in FRAMES:
-            out[index] = frame
-        index += 1
-    return out
+def frames(sample_frames: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    return sample_frames
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +36,6 @@ def bundle(model_cache: Path) -> store.ModelBundle:
 @pytest.fixture(scope="module")
 def detectors(bundle: store.ModelBundle) -> dict[str, Detector]:
     return {name: Detector(bundle, backend=name) for name in ("opencv", "onnxruntime")}
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 0.0
 
 
 def test_onnxruntime_is_a_registered_backend_for_darknet_models() -> None:
@@ -112,7 +90,7 @@ def test_same_people_as_opencv_on_real_footage(
         assert abs(a.people - b.people) <= 1, f"frame {index}: {a.people} vs {b.people}"
         fewer, more = (a, b) if a.people <= b.people else (b, a)
         for box in fewer.boxes:
-            best = max(_iou(box, other) for other in more.boxes)
+            best = max(iou(box, other) for other in more.boxes)
             assert best >= 0.9, f"frame {index}: box {box.round(1)} best IoU {best:.2f}"
 
 
@@ -129,26 +107,17 @@ def test_a_tensorflow_model_is_refused_by_onnxruntime(model_cache: Path) -> None
         Detector(ssd, backend="onnxruntime")
 
 
-def _count(vtest_path: Path, model_cache: Path, backend: str) -> list[dict[str, Any]]:
-    env = {**os.environ, "RVA_MODEL_CACHE": str(model_cache)}
-    env.pop("RVA_CONFIG", None)
+def _count(vtest_path: Path, backend: str) -> list[dict[str, Any]]:
     args = [str(vtest_path), "--every", "200", "--limit", "3", "--json", "--backend", backend]
-    res = subprocess.run(
-        [sys.executable, "-m", "rva", "count", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    res = rva("count", *args)
     assert res.returncode == 0, res.stderr
     return [json.loads(line) for line in res.stdout.splitlines()]
 
 
 def test_rva_count_with_the_onnxruntime_backend(vtest_path: Path, model_cache: Path) -> None:
-    rows = _count(vtest_path, model_cache, "onnxruntime")
+    rows = _count(vtest_path, "onnxruntime")
     assert [r["frame"] for r in rows] == [0, 200, 400]
-    reference = _count(vtest_path, model_cache, "opencv")
+    reference = _count(vtest_path, "opencv")
     for got, want in zip(rows, reference, strict=True):
         assert got["people"] == len(got["boxes"]) > 0
         assert abs(got["people"] - want["people"]) <= 1
