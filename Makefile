@@ -16,13 +16,14 @@ PYTEST_ARGS ?=
 all: test
 
 deps:
-	scripts/install-deps.sh base test
+	scripts/install-deps.sh base test provision
 
 # The venv is rebuilt when the pins change.
-$(BIN)/rva: pyproject.toml
+$(BIN)/rva: pyproject.toml ansible/requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,onnx,systemd]' || $(BIN)/pip install --quiet -e '.[dev,onnx]'
+	$(BIN)/pip install --quiet -r ansible/requirements-dev.txt
 	touch $@
 
 venv: $(BIN)/rva
@@ -41,6 +42,10 @@ test: deps fetch
 # The fast suite alone (no root filesystem builds, no QEMU boots).
 test-core: deps fetch
 	$(BIN)/pytest -m "not provision and not image" $(PYTEST_ARGS)
+
+# Ansible lint + a real apply of site.yml into a Debian root filesystem, booted with nspawn.
+test-provision: deps fetch
+	$(BIN)/pytest -m provision $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
