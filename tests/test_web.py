@@ -604,7 +604,9 @@ def test_a_malformed_result_does_not_freeze_the_video(
     # Camera "9" is fed by hand (no capture, no gears): one real frame, then results.
     base = config.load(pipeline.config)
     cfg = base.model_copy(update={"cameras": {**base.cameras, "9": base.cameras["0"]}})
-    monkeypatch.setattr(broadcast, "RAW_AFTER_S", 0.3)
+    # Long enough that the annotated frame is not replaced by an idle raw one before a slow
+    # client (a loaded CI machine) has read it.
+    monkeypatch.setattr(broadcast, "RAW_AFTER_S", 2.0)
     rc = pipeline.client()
     rc.delete(keys.frames("9"), keys.results("9"))
     image = rc.xrevrange(keys.frames("0"), count=1)[0][1][b"image"]
@@ -623,7 +625,7 @@ def test_a_malformed_result_does_not_freeze_the_video(
                 time.sleep(1.0)  # the feed reads it at once (blocking XREAD)
                 good = [100, 100, 300, 400]
                 rc.xadd(keys.results("9"), {"ref": ref, "boxes": json.dumps(good), "people": 1})
-                deadline = time.monotonic() + 4
+                deadline = time.monotonic() + 8
                 while time.monotonic() < deadline:
                     img = client.next_part().image()
                     if green_mask(img).sum() > 200:
