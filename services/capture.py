@@ -69,7 +69,7 @@ def run(
     if not open_camera(camera, runtime):
         return 0
     stream = keys.frames(camera_id)
-    pace_fps = 0.0 if cam.rate == "max" else getattr(camera, "file_fps", 0.0) or cam.fps
+    pace_fps = 0.0 if cam.rate == "max" else camera.native_fps or cam.fps
     pacer = Pacer(0.0 if camera.paced else pace_fps)
     # rate = "max" on a file or image: send the next frame as soon as the gears have answered
     # the previous one, so the pipeline runs flat out without piling up frames it would skip.

@@ -16,7 +16,6 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
@@ -64,7 +63,6 @@ class Worker:
     gears: dict[str, GearState] = field(default_factory=dict)  # by input stream
     timeseries: bool = False
     models: dict[str, ModelBundle] = field(default_factory=dict)
-    on_result: Callable[[Registration, Entry, Result], None] | None = None
 
     def __post_init__(self) -> None:
         self.commit = self.client.register_script(COMMIT)
@@ -176,7 +174,6 @@ class Worker:
 
     def process(self, state: GearState, entry: Entry, read_ms: float) -> int:
         reg = state.registration
-        started = time.perf_counter()
         try:
             result = state.gear.handle(entry)
         except GearError as exc:
@@ -197,12 +194,8 @@ class Worker:
         state.processed += 1
         self.count(keys.STATS, reg.camera, "processed")
         timings = dict(result.timings_ms)
-        timings["read"] = read_ms + timings.pop("decode", 0.0)
+        timings["read"] = read_ms + timings.pop("decode", 0.0)  # Redis read + JPEG decode
         self.write_series(state, entry, result, timings, store_at)
-        timings["store"] = (time.perf_counter() - store_at) * 1e3
-        timings["total"] = read_ms + (time.perf_counter() - started) * 1e3
-        if self.on_result:
-            self.on_result(reg, entry, result)
         return 1
 
     def write_series(

@@ -51,6 +51,11 @@ class Camera(ABC):
         """True when read() already waits for the next frame (live cameras)."""
         return True
 
+    @property
+    def native_fps(self) -> float:
+        """The rate the source was recorded at (video files), 0 when it has none."""
+        return 0.0
+
     def _sized(self, frame: np.ndarray) -> np.ndarray:
         if self.resize and frame.shape[1::-1] != (self.width, self.height):
             return cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
@@ -122,6 +127,10 @@ class OpenCVCamera(Camera):
     @property
     def paced(self) -> bool:
         return self.kind != "file"
+
+    @property
+    def native_fps(self) -> float:
+        return self.file_fps
 
 
 class StillImage(Camera):

@@ -38,8 +38,8 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
     def snapshot() -> health.Snapshot:
         return health.snapshot(client, cameras, cfg.gear.group)
 
-    def camera_arg() -> str:
-        cam = request.query.get("camera") or cameras[0]
+    def camera_arg(in_path: str | None = None) -> str:
+        cam = in_path or request.query.get("camera") or cameras[0]
         if cam not in feeds:
             raise HTTPError(404, f"unknown camera {cam!r}")
         return cam
@@ -62,9 +62,7 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
     @app.get("/video")
     @app.get("/video/<cam>")
     def video(cam: str | None = None) -> Iterator[bytes]:
-        if cam is not None:
-            request.query["camera"] = cam
-        feed = feeds[camera_arg()]
+        feed = feeds[camera_arg(cam)]
         response.content_type = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
         response.set_header("Cache-Control", "no-cache, no-store, must-revalidate")
         response.set_header("Pragma", "no-cache")
