@@ -10,13 +10,16 @@ export RVA_CACHE := $(CACHE)
 export RVA_MODEL_CACHE := $(CACHE)/models
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The arm64 and Raspberry Pi images are built through qemu-user emulation: about 45 minutes on a
+# 2-core machine, too long for every CI run. `make test-image` runs them; `make test` does not.
+ARM_IMAGE_TESTS := test_arm64_image or test_raspberry_pi_image
 
 .PHONY: all deps venv fetch demo test test-core test-provision test-image lint clean
 
 all: test
 
 deps:
-	scripts/install-deps.sh base test provision
+	scripts/install-deps.sh base test provision image
 
 # The venv is rebuilt when the pins change.
 $(BIN)/rva: pyproject.toml ansible/requirements-dev.txt
@@ -37,7 +40,7 @@ demo: deps fetch
 	scripts/demo.sh
 
 test: deps fetch
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -k "not ($(ARM_IMAGE_TESTS))" $(PYTEST_ARGS)
 
 # The fast suite alone (no root filesystem builds, no QEMU boots).
 test-core: deps fetch
@@ -46,6 +49,10 @@ test-core: deps fetch
 # Ansible lint + a real apply of site.yml into a Debian root filesystem, booted with nspawn.
 test-provision: deps fetch
 	$(BIN)/pytest -m provision $(PYTEST_ARGS)
+
+# Every image: build all four boards, boot amd64 and arm64 under QEMU (root; about an hour).
+test-image: deps fetch
+	$(BIN)/pytest -m image $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

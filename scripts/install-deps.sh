@@ -12,7 +12,7 @@ for group in "$@"; do
         base) ;;
         test) pkgs="$pkgs redis-server chromium libsystemd-dev pkg-config gcc python3-dev" ;;
         provision) pkgs="$pkgs mmdebstrap systemd-container arch-test dosfstools mtools fdisk e2fsprogs" ;;
-        image) pkgs="$pkgs mmdebstrap qemu-system-x86 qemu-system-arm qemu-user-static binfmt-support ovmf qemu-efi-aarch64 dosfstools mtools fdisk e2fsprogs zstd" ;;
+        image) pkgs="$pkgs mmdebstrap arch-test qemu-user-static binfmt-support dosfstools mtools fdisk e2fsprogs zstd xz-utils qemu-system-x86 qemu-system-arm qemu-utils ovmf qemu-efi-aarch64 openssh-client" ;;
         *) echo "install-deps: unknown group $group" >&2; exit 2 ;;
     esac
 done

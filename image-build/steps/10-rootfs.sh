@@ -1,0 +1,31 @@
+# 10 rootfs: the Debian root filesystem of this architecture, from mmdebstrap --variant=apt
+# (Essential + apt + base.conf + the kernel), cached as a tarball keyed by everything it is made of.
+# hooks/ runs inside mmdebstrap: setup* before the first package (no docs), essential* before the
+# kernel is installed (small initramfs).
+
+BASE_KEY=$(cache_key "$SUITE" "$ARCH" "$COMPONENTS" "${BASE_PACKAGES[*]}" "$KERNEL_PACKAGE" \
+    "${INITRAMFS_MODULES[*]}" -- "$HERE/steps/10-rootfs.sh" "$HERE"/hooks/*)
+BASE_TAR=$CACHE/rootfs-$SUITE-$ARCH-$BASE_KEY.tar.zst
+
+if [ -f "$BASE_TAR" ]; then
+    log "cached: $(basename "$BASE_TAR")"
+else
+    if [ "$ARCH" != "$(dpkg --print-architecture)" ] && ! arch-test "$ARCH" >/dev/null 2>&1; then
+        # binfmt_misc is not mounted on hosts without systemd (containers, CI).
+        mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+        update-binfmts --enable >/dev/null 2>&1 || true
+        arch-test "$ARCH" >/dev/null || die "cannot run $ARCH binaries: install qemu-user-static binfmt-support"
+    fi
+    log "mmdebstrap $SUITE $ARCH (${#BASE_PACKAGES[@]} packages + $KERNEL_PACKAGE) from $MIRROR"
+    RVA_INITRAMFS_MODULES="${INITRAMFS_MODULES[*]}" \
+        mmdebstrap --mode=root --variant=apt --architectures="$ARCH" \
+        --include="$(IFS=,; echo "${BASE_PACKAGES[*]},$KERNEL_PACKAGE")" \
+        --aptopt='Acquire::Retries "3"' \
+        --hook-directory="$HERE/hooks" \
+        "$SUITE" "${BASE_TAR%.tar.zst}.part.tar.zst" \
+        "deb $MIRROR $SUITE $COMPONENTS" \
+        "deb $MIRROR $SUITE-updates $COMPONENTS" \
+        "deb $SECURITY_MIRROR $SUITE-security $COMPONENTS"
+    mv "${BASE_TAR%.tar.zst}.part.tar.zst" "$BASE_TAR"
+    prune_cache "$BASE_TAR"
+fi

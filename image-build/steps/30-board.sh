@@ -1,0 +1,85 @@
+# 30 board: what makes the provisioned root boot on this board. The board file's settings become
+# the files its boot packages read (/etc/default/raspi-firmware*, /etc/kernel/cmdline), the
+# overlays (overlays/<name>/, laid out as on the target) go in, then the board packages, whose
+# hooks fill the boot partition's directory ($BOOT_DIR). Then the first-boot units from rootfs/,
+# the user's --overlay directories and rva.toml for the boot partition.
+
+ROOT_LABEL=rva-root
+BOOT_LABEL=RVA-BOOT
+
+rm -f "$ROOT/etc/resolv.conf"
+cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+mount_root_fs "$ROOT"
+
+copy_tree() { tar -C "$1" --owner=0 --group=0 -cf - . | tar -C "$ROOT" --no-overwrite-dir -xf -; }
+for overlay in "${OVERLAYS[@]}"; do
+    copy_tree "$HERE/overlays/$overlay"
+done
+mkdir -p "$ROOT$BOOT_DIR"
+
+case $BOOTLOADER in
+    raspi-firmware)
+        # Read by raspi-firmware's kernel hook, which writes cmdline.txt and config.txt from them.
+        cat >"$ROOT/etc/default/raspi-firmware" <<EOF
+# RVA image ($DESCRIPTION), from image-build/boards/$BOARD.conf. Read by raspi-firmware's hook on
+# every kernel or initramfs update; it rewrites /boot/firmware/cmdline.txt and config.txt.
+# The root file system by label: the same card works in the SD slot and in a USB reader.
+ROOTPART=LABEL=$ROOT_LABEL
+CONSOLES="$RASPI_CONSOLES"
+${RASPI_CMA:+CMA=$RASPI_CMA}
+EOF
+        printf '%s\n' "$RASPI_CONFIG_CUSTOM" >"$ROOT/etc/default/raspi-firmware-custom"
+        ;;
+    systemd-boot)
+        cat >"$ROOT/etc/kernel/cmdline" <<EOF
+root=LABEL=$ROOT_LABEL ro rootwait net.ifnames=0 $KERNEL_CMDLINE
+EOF
+        ;;
+    *) die "unknown BOOTLOADER=$BOOTLOADER in boards/$BOARD.conf" ;;
+esac
+
+log "installing ${PACKAGES[*]}"
+in_root apt-get update -qq
+in_root apt-get install -y -qq --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${PACKAGES[@]}" >"$WORK/board-apt.log" 2>&1 || {
+    tail -n 40 "$WORK/board-apt.log" >&2
+    die "installing the board packages failed"
+}
+if [ "$BOOTLOADER" = systemd-boot ]; then
+    # The kernel is already installed: run the hook a kernel upgrade runs.
+    in_root env RVA_IMAGE_BUILD=1 /etc/kernel/postinst.d/zz-rva-esp
+fi
+[ -n "$(ls -A "$ROOT$BOOT_DIR")" ] || die "the board packages left $BOOT_DIR empty"
+
+# First-boot pieces from rootfs/ (units are enabled, never started).
+copy_tree_files() {
+    local rel
+    for rel in "$@"; do
+        install -D -m "$(stat -c %a "$REPO/rootfs/$rel")" -o root -g root "$REPO/rootfs/$rel" "$ROOT/$rel"
+    done
+}
+mapfile -t firstboot_files < <(cd "$REPO/rootfs" && find usr/lib/rva-firstboot -type f && \
+    find usr/lib/systemd/system -maxdepth 1 \( -name 'rva-firstboot*' -o -name 'rva-grow*' \) -type f)
+copy_tree_files "${firstboot_files[@]}"
+systemctl --root="$ROOT" --quiet enable rva-firstboot.service rva-grow-root.service \
+    systemd-networkd.service systemd-resolved.service ssh.service
+# The D-Bus wpa_supplicant serves NetworkManager, which the image does not use: rva-firstboot
+# starts wpa_supplicant@wlan0 when rva.toml names a Wi-Fi network.
+systemctl --root="$ROOT" --quiet disable wpa_supplicant.service
+
+for overlay in "${USER_OVERLAYS[@]}"; do
+    log "overlay $overlay"
+    copy_tree "$overlay"
+done
+in_root ldconfig
+
+# Locked root password ("*": no password can match) and no other login: SSH keys only.
+sed -i 's/^root:[^:]*:/root:*:/' "$ROOT/etc/shadow"
+
+# rva.toml on the boot partition: the user's, or the board's default camera in the template.
+if [ -n "$BOOT_CONFIG" ]; then
+    install -m 0644 "$BOOT_CONFIG" "$ROOT$BOOT_DIR/rva.toml"
+else
+    sed "s|@CAMERA_SOURCE@|$CAMERA_SOURCE|" "$HERE/boot/rva.toml" >"$ROOT$BOOT_DIR/rva.toml"
+fi
+umount_root_fs

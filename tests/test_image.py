@@ -1,0 +1,656 @@
+"""Appliance images: image-build/build for every board; the generic ones booted under QEMU (TCG).
+
+1. rva-firstboot, applied to a directory (fast, no root): seeds /etc/rva/rva.toml from the boot
+   partition's rva.toml through the real `rva config check`, keeps the shipped file when that
+   rejects it, writes SSH keys and Wi-Fi, names the device, replaces the image's Redis passwords.
+2. amd64: built with Redis + the real RedisTimeSeries module (rva_redis_source=module_file from
+   .cache/redis-stack; its bullseye libssl1.1 and vtest.avi go in through --overlay). The test
+   edits rva.toml on the image's boot partition with mtools, as a user would on a laptop (SSH
+   key, Wi-Fi, camera source = the footage), and boots the disk image alone: OVMF (UEFI) ->
+   systemd-boot -> Debian, QEMU TCG, -snapshot, ssh and the page forwarded to 127.0.0.1 only.
+   Checked from the host: every RVA unit active, nothing failed, /healthz ok with time series on,
+   /video streams annotated frames, camera:0:people has samples, first-boot steps happened (new
+   host keys, root grown into the larger disk, hostname rva-xxxxxx, Wi-Fi and keys from rva.toml,
+   Redis passwords unlike the image's); then a clean power-off.
+3. arm64: built with the distribution's Redis (no arm64 TimeSeries module here), booted with
+   qemu-system-aarch64 -M virt -cpu cortex-a72 (AAVMF, systemd-boot): RVA units active, /healthz
+   answers with a counted frame.
+4. rpi4, rpi5: built (sharing arm64's provisioned root); partition table and boot files checked.
+   No Raspberry Pi can boot here (QEMU 7.2 has no Pi 4/5 machine).
+
+Images go to .cache/image-build/test-images/<board>/ (replaced on each run), timings to
+.cache/image-build/test-timings.json. Needs root and scripts/install-deps.sh image; cached root
+file systems make a second run much faster (.cache/image-build/).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.image.build import CACHE, REPO, BuildQueue, Built, build, record_timing
+from tests.image.qemu import VM, missing_tools
+
+pytestmark = pytest.mark.image
+# Builds and boots: minutes each (the rva-firstboot tests above them take seconds).
+slow = pytest.mark.slow
+
+FIRSTBOOT = REPO / "rootfs/usr/lib/rva-firstboot/rva-firstboot"
+VENV_RVA = Path(sys.executable).parent / "rva"
+FOOTAGE = CACHE / "footage" / "vtest.avi"
+REDIS_STACK = CACHE / "redis-stack"
+FOOTAGE_ON_DEVICE = "/var/lib/rva/footage/vtest.avi"
+RVA_SERVICES = [
+    "redis-server.service",
+    "rva-init.service",
+    "rva-capture.service",
+    "rva-gears.service",
+    "rva-web.service",
+]
+BOOT_TIMEOUT = float(os.environ.get("RVA_IMAGE_BOOT_TIMEOUT", "900"))
+WIFI_PASSWORD = "correct horse battery"
+
+
+# -- 1. rva-firstboot on a directory ---------------------------------------------------------
+def _firstboot(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(FIRSTBOOT), "--root", str(root), "--rva", str(VENV_RVA)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+@pytest.fixture
+def device_root(tmp_path: Path) -> Path:
+    """A directory shaped like a provisioned image: shipped config, hostname, Redis credentials."""
+    root = tmp_path / "root"
+    (root / "etc/rva/credentials").mkdir(parents=True)
+    (root / "etc/redis").mkdir()
+    (root / "boot/firmware").mkdir(parents=True)
+    shutil.copy(REPO / "rootfs/etc/rva/rva.toml", root / "etc/rva/rva.toml")
+    (root / "etc/hostname").write_text("rva\n")
+    (root / "etc/hosts").write_text("127.0.0.1\tlocalhost\n127.0.1.1\trva\n")
+    (root / "etc/machine-id").write_text("0123456789abcdef0123456789abc0de\n")
+    acl = []
+    for user in ("rva-admin", "rva-web"):
+        password = f"image-password-of-{user}"
+        (root / f"etc/rva/credentials/{user}.password").write_text(password + "\n")
+        (root / f"etc/rva/credentials/{user}.env").write_text(
+            f"RVA_REDIS_URL=redis://{user}:{password}@127.0.0.1:6379/0\n"
+        )
+        acl.append(f"user {user} on #{hashlib.sha256(password.encode()).hexdigest()} ~* +@all")
+    (root / "etc/redis/users.acl").write_text("\n".join(acl) + "\n")
+    return root
+
+
+BOOT_TOML = """\
+# the user's own comment survives
+[device]
+hostname = "rva-kitchen"
+ssh_authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKeyOnly user@laptop", "not a key"]
+
+[device.wifi]
+ssid = "home \\"net\\""
+password = "correct horse battery"
+country = "de"
+
+[cameras.0]
+source = "/var/lib/rva/footage/vtest.avi"
+fps = 10.0
+"""
+
+
+def test_firstboot_seeds_config_and_system_settings_from_the_boot_partition(
+    device_root: Path,
+) -> None:
+    (device_root / "boot/firmware/rva.toml").write_text(BOOT_TOML)
+    _firstboot(device_root)
+    seeded = (device_root / "etc/rva/rva.toml").read_text()
+    assert (
+        'source = "/var/lib/rva/footage/vtest.avi"' in seeded
+        and "# the user's own comment survives" in seeded
+    )
+    assert "[device" not in seeded and "ssid" not in seeded
+    check = subprocess.run(
+        [str(VENV_RVA), "config", "check", "--config", str(device_root / "etc/rva/rva.toml")],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
+    assert (device_root / "etc/hostname").read_text() == "rva-kitchen\n"
+    assert "127.0.1.1\trva-kitchen" in (device_root / "etc/hosts").read_text()
+    keys = (device_root / "etc/ssh/authorized_keys.d/root").read_text()
+    assert (
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKeyOnly user@laptop" in keys
+        and "not a key" not in keys
+    )
+    wifi = (device_root / "etc/wpa_supplicant/wpa_supplicant-wlan0.conf").read_text()
+    assert "country=DE" in wifi and "ssid=" + b'home "net"'.hex() in wifi
+    # The passphrase is stored only as the WPA key derived from it.
+    assert WIFI_PASSWORD not in wifi
+    assert (
+        hashlib.pbkdf2_hmac("sha1", WIFI_PASSWORD.encode(), b'home "net"', 4096, 32).hex() in wifi
+    )
+    wants = device_root / "etc/systemd/system/sys-subsystem-net-devices-wlan0.device.wants"
+    assert (wants / "wpa_supplicant@wlan0.service").is_symlink()
+    assert not (device_root / "boot/firmware/rva-config-error.txt").exists()
+
+
+def test_firstboot_keeps_the_shipped_config_and_says_why_when_rva_toml_is_invalid(
+    device_root: Path,
+) -> None:
+    shipped = (device_root / "etc/rva/rva.toml").read_text()
+    (device_root / "boot/firmware/rva.toml").write_text(
+        '[cameras.0]\nsource = "/dev/video0"\nfps = -3\n'
+    )
+    result = _firstboot(device_root)
+    assert (device_root / "etc/rva/rva.toml").read_text() == shipped
+    error = (device_root / "boot/firmware/rva-config-error.txt").read_text()
+    assert "fps" in error and "fps" in result.stdout
+    # No configured name: a unique one from the machine id.
+    assert (device_root / "etc/hostname").read_text() == "rva-abc0de\n"
+
+
+def test_firstboot_applies_rva_toml_only_when_it_changed(device_root: Path) -> None:
+    (device_root / "boot/firmware/rva.toml").write_text(BOOT_TOML)
+    _firstboot(device_root)
+    (device_root / "etc/rva/rva.toml").write_text(
+        '# edited on the device\n[cameras.0]\nsource = "/dev/video1"\n'
+    )
+    (device_root / "etc/hostname").write_text("renamed-by-admin\n")
+    _firstboot(device_root)
+    assert "/dev/video1" in (device_root / "etc/rva/rva.toml").read_text()
+    assert (device_root / "etc/hostname").read_text() == "renamed-by-admin\n"
+
+
+def test_firstboot_replaces_the_image_redis_passwords_once(device_root: Path) -> None:
+    _firstboot(device_root)
+    creds = device_root / "etc/rva/credentials"
+    acl = (device_root / "etc/redis/users.acl").read_text()
+    for user in ("rva-admin", "rva-web"):
+        password = (creds / f"{user}.password").read_text().strip()
+        assert password != f"image-password-of-{user}" and len(password) == 40
+        assert f"redis://{user}:{password}@" in (creds / f"{user}.env").read_text()
+        assert hashlib.sha256(password.encode()).hexdigest() in acl
+        assert (creds / f"{user}.env").stat().st_mode & 0o777 == 0o600
+    first = (creds / "rva-web.password").read_text()
+    _firstboot(device_root)
+    assert (creds / "rva-web.password").read_text() == first
+
+
+# -- builds -----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def can_build_images() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("building images needs root")
+    tools = ["mmdebstrap", "mkfs.vfat", "mcopy", "sfdisk", "mke2fs", "debugfs", "zstd", "arch-test"]
+    missing = [t for t in tools if not shutil.which(t)]
+    if missing:
+        pytest.skip(f"missing {', '.join(missing)}: scripts/install-deps.sh image")
+    if not (REPO / ".venv/bin/ansible-playbook").exists() and not shutil.which("ansible-playbook"):
+        pytest.skip("ansible-playbook missing: pip install -r ansible/requirements-dev.txt")
+    for script, path in (
+        ("get-footage.sh", FOOTAGE),
+        ("get-redis-stack.sh", REDIS_STACK / "redistimeseries.so"),
+    ):
+        if not path.exists():
+            subprocess.run([str(REPO / "scripts" / script)], check=True)
+
+
+@pytest.fixture(scope="session")
+def test_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    key = tmp_path_factory.mktemp("ssh") / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rva-image-test", "-f", str(key)],
+        check=True,
+    )
+    return key
+
+
+def _footage_overlay(tmp: Path, with_redis_libs: bool) -> Path:
+    overlay = tmp / "overlay"
+    (overlay / FOOTAGE_ON_DEVICE.lstrip("/")).parent.mkdir(parents=True)
+    shutil.copy(FOOTAGE, overlay / FOOTAGE_ON_DEVICE.lstrip("/"))
+    if with_redis_libs:
+        # Test only: Redis Stack's module links against OpenSSL 1.1 (bullseye's libssl1.1).
+        libdir = overlay / "usr/lib/x86_64-linux-gnu"
+        libdir.mkdir(parents=True)
+        for lib in (REDIS_STACK / "lib").glob("lib*.so.1.1"):
+            shutil.copy2(lib, libdir / lib.name)
+    # Test only: under QEMU TCG one YOLOv3-tiny pass takes 10-60 s (a real device: well under a
+    # second), longer than rva-gears' watchdog (30 s, pinged between frames) allows.
+    dropin = overlay / "etc/systemd/system/rva-gears.service.d/zz-test-emulated-cpu.conf"
+    dropin.parent.mkdir(parents=True)
+    dropin.write_text(
+        "# tests/test_image.py: QEMU TCG is far slower than any real device.\n"
+        "[Service]\nWatchdogSec=15min\nTimeoutStartSec=15min\n"
+    )
+    return overlay
+
+
+def _user_boot_toml(key: Path) -> str:
+    return (
+        "# Written by tests/test_image.py the way a user edits the card.\n"
+        "[device]\n"
+        f'ssh_authorized_keys = ["{key.with_suffix(".pub").read_text().strip()}"]\n\n'
+        "[device.wifi]\n"
+        f'ssid = "rva-test"\npassword = "{WIFI_PASSWORD}"\ncountry = "DE"\n\n'
+        "[cameras.0]\n"
+        f'source = "{FOOTAGE_ON_DEVICE}"\n'
+    )
+
+
+@pytest.fixture(scope="session")
+def amd64_image(
+    can_build_images: None, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Built:
+    # When arm64 images are wanted too, their long chain builds in the background meanwhile.
+    if any(
+        {"arm64_image", "raspi_images"} & set(item.fixturenames) for item in request.session.items
+    ):
+        request.getfixturevalue("arm_builds")
+    tmp = tmp_path_factory.mktemp("amd64-build")
+    return build(
+        "amd64",
+        "--var",
+        "rva_redis_source=module_file",
+        "--var",
+        f"rva_redis_module_file={REDIS_STACK / 'redistimeseries.so'}",
+        "--overlay",
+        str(_footage_overlay(tmp, with_redis_libs=True)),
+    )
+
+
+@pytest.fixture(scope="session")
+def arm_builds(
+    can_build_images: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BuildQueue]:
+    """arm64, then rpi4 and rpi5 (which reuse arm64's provisioned root: same variables), in the
+    background from the first image test on that needs them."""
+    tmp = tmp_path_factory.mktemp("arm64-build")
+    overlay = str(_footage_overlay(tmp, with_redis_libs=False))
+    distro = ("--var", "rva_redis_source=distro")
+    queue = BuildQueue(
+        [("arm64", (*distro, "--overlay", overlay)), ("rpi4", distro), ("rpi5", distro)]
+    )
+    queue.start()
+    yield queue
+    queue.stop()
+
+
+@pytest.fixture(scope="session")
+def arm64_image(arm_builds: BuildQueue) -> Built:
+    return arm_builds.result("arm64")
+
+
+@pytest.fixture(scope="session")
+def raspi_images(arm_builds: BuildQueue) -> dict[str, Built]:
+    return {board: arm_builds.result(board) for board in ("rpi4", "rpi5")}
+
+
+# -- what every image must be ---------------------------------------------------------------
+def _check_published(built: Built) -> None:
+    files = sorted(p.name for p in built.out.glob("rva-*"))
+    name = built.image.stem
+    assert re.fullmatch(rf"rva-{built.board}-[\w.+-]+", name)
+    assert files == sorted(
+        f"{name}{s}" for s in (".img", ".img.zst", ".sha256", ".manifest.json")
+    ), files
+    check = subprocess.run(
+        ["sha256sum", "-c", f"{name}.sha256"], cwd=built.out, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    zst = built.out / f"{name}.img.zst"
+    assert zst.stat().st_size < built.image.stat().st_size / 2
+    manifest = built.manifest
+    packages, python = manifest["packages"], manifest["python_packages"]
+    for needed in (
+        "systemd",
+        "openssh-server",
+        "avahi-daemon",
+        "redis-server",
+        "python3",
+        "cloud-guest-utils",
+    ):
+        assert needed in packages, needed
+    assert any(p.startswith("linux-image-6") for p in packages)
+    # No compilers or build tools in the image.
+    for absent in ("gcc", "g++", "make", "build-essential", "python3-dev", "libc6-dev", "ansible"):
+        assert absent not in packages, absent
+    for needed in ("rva", "opencv-python-headless", "numpy", "redis", "bottle"):
+        assert needed in python, needed
+    assert any(m.endswith(".weights") for m in manifest["models"]), manifest["models"]
+
+
+def _check_root_filesystem(built: Built) -> None:
+    """What must never ship, read from the image's ext4 without mounting it."""
+    assert built.probe(2).get("LABEL") == "rva-root" and built.probe(2).get("TYPE") == "ext4"
+    assert built.probe(1).get("LABEL") == "RVA-BOOT" and built.probe(1).get("TYPE") == "vfat"
+    assert [f for f in built.root_listing("/etc/ssh") if f.startswith("ssh_host_")] == []
+    assert (built.root_file("/etc/machine-id") or "").strip() == "uninitialized"
+    shadow = built.root_file("/etc/shadow") or ""
+    root_line = next(line for line in shadow.splitlines() if line.startswith("root:"))
+    assert root_line.split(":")[1] in ("*", "!", "!*"), "root must have no password"
+    assert all(line.split(":")[1] in ("*", "!", "!*", "!!") for line in shadow.splitlines() if line)
+    assert built.root_listing("/var/lib/apt/lists") in (
+        [],
+        ["auxfiles"],
+        ["partial"],
+        ["auxfiles", "partial"],
+    )
+    assert built.root_listing("/usr/share/man") == []
+    assert ".cache" not in built.root_listing("/root")
+    # The build host's CA bundle was lent for provisioning only.
+    assert (built.root_file("/etc/ssl/certs/ca-certificates.crt") or "x") != Path(
+        "/etc/ssl/certs/ca-certificates.crt"
+    ).read_text()
+    fstab = built.root_file("/etc/fstab") or ""
+    assert "LABEL=rva-root" in fstab and "LABEL=RVA-BOOT" in fstab
+
+
+# -- 2. amd64 ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def amd64_vm(
+    amd64_image: Built, test_key: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VM]:
+    missing = missing_tools("amd64")
+    if missing:
+        pytest.skip(f"missing {', '.join(missing)}: scripts/install-deps.sh image")
+    _check_published(amd64_image)  # before the boot partition is edited below
+    workdir = tmp_path_factory.mktemp("amd64-vm")
+    amd64_image.put_boot_file("rva.toml", _user_boot_toml(test_key), workdir)
+    vm = VM("amd64", amd64_image.image, workdir, test_key)
+    vm.start()
+    try:
+        yield _wait_until_counting(vm, "amd64", timeseries=True)
+    finally:
+        vm.kill()
+
+
+def _healthz(vm: VM) -> dict:
+    status, body = vm.http("/healthz")
+    return {
+        "code": status,
+        "body": json.loads(body) if body.startswith(b"{") else body.decode(errors="replace"),
+    }
+
+
+def _people_counted(health: dict) -> bool:
+    body = health.get("body")
+    cameras = body.get("cameras", {}) if isinstance(body, dict) else {}
+    return any(isinstance(c, dict) and c.get("people") is not None for c in cameras.values())
+
+
+def _wait_until_counting(vm: VM, board: str, timeseries: bool) -> VM:
+    try:
+        vm.wait_for_ssh(BOOT_TIMEOUT)
+        ssh_s = vm.elapsed()
+        deadline = time.monotonic() + BOOT_TIMEOUT - ssh_s
+        health: dict = {}
+        while time.monotonic() < deadline:
+            try:
+                health = _healthz(vm)
+            except OSError as exc:
+                health = {"code": 0, "body": str(exc)}
+            if health["code"] == 200 and _people_counted(health):
+                break
+            time.sleep(5)
+        else:
+            pytest.fail(f"/healthz never reported counted people: {health}\n{_diagnostics(vm)}")
+        record_timing(f"boot {board}", {"ssh_s": ssh_s, "healthz_counting_s": vm.elapsed()})
+        return vm
+    except BaseException:
+        print(_diagnostics(vm))
+        vm.kill()
+        raise
+
+
+def _diagnostics(vm: VM) -> str:
+    out = "--- console\n" + vm.console_tail()
+    if vm.alive():
+        try:
+            out += "\n--- units\n" + vm.ssh(
+                "systemctl --failed --no-pager; systemctl status --no-pager --lines=5 "
+                + "rva-firstboot rva-grow-root "
+                + " ".join(RVA_SERVICES)
+                + "; journalctl -b --no-pager -n 80 -u 'rva-*' -u redis-server",
+                timeout=60,
+                check=False,
+            )
+        except Exception as exc:
+            out += f"\n(ssh failed: {exc})"
+    return out
+
+
+@slow
+def test_amd64_image_is_published_with_sums_and_manifest(amd64_image: Built) -> None:
+    _check_published(amd64_image)
+    assert amd64_image.manifest["partition_table"]["label"] == "gpt"
+    boot = amd64_image.manifest["boot_partition"]["files"]
+    assert {
+        "EFI/BOOT/BOOTX64.EFI",
+        "loader/entries/rva.conf",
+        "rva/vmlinuz",
+        "rva/initrd.img",
+        "rva.toml",
+    } <= set(boot)
+
+
+@slow
+def test_amd64_image_ships_no_keys_ids_passwords_or_caches(amd64_image: Built) -> None:
+    _check_root_filesystem(amd64_image)
+
+
+@slow
+def test_amd64_boots_to_every_rva_unit_active_and_nothing_failed(amd64_vm: VM) -> None:
+    states = vm_states(
+        amd64_vm,
+        [
+            *RVA_SERVICES,
+            "rva-firstboot.service",
+            "rva-grow-root.service",
+            "avahi-daemon.service",
+            "ssh.service",
+            "systemd-networkd.service",
+        ],
+    )
+    assert set(states.values()) == {"active"}, states
+    assert amd64_vm.ssh("systemctl --failed --no-legend --plain").strip() == ""
+    assert amd64_vm.ssh("systemctl is-enabled rva.target").strip() == "enabled"
+
+
+def vm_states(vm: VM, units: list[str]) -> dict[str, str]:
+    return dict(
+        zip(
+            units,
+            vm.ssh(f"systemctl is-active {' '.join(units)}", check=False).split(),
+            strict=True,
+        )
+    )
+
+
+@slow
+def test_amd64_healthz_reports_time_series_on_and_people_counted(amd64_vm: VM) -> None:
+    health = _healthz(amd64_vm)
+    assert health["code"] == 200, health
+    assert health["body"]["timeseries"] == "on", health
+    assert _people_counted(health), health
+
+
+@slow
+def test_amd64_people_time_series_fills_with_samples(amd64_vm: VM) -> None:
+    deadline = time.monotonic() + 120
+    samples = 0
+    while time.monotonic() < deadline:
+        info = amd64_vm.ssh(
+            "redis-cli --no-auth-warning TS.INFO camera:0:people", check=False
+        ).split("\n")
+        if "totalSamples" in info:
+            samples = int(info[info.index("totalSamples") + 1])
+            if samples > 0:
+                break
+        time.sleep(5)
+    assert samples > 0, "camera:0:people has no samples"
+
+
+@slow
+def test_amd64_video_streams_annotated_frames(amd64_vm: VM) -> None:
+    import cv2
+    import numpy as np
+
+    conn = http.client.HTTPConnection("127.0.0.1", amd64_vm.web_port, timeout=60)
+    conn.request("GET", "/video?camera=0")
+    resp = conn.getresponse()
+    try:
+        assert resp.status == 200 and resp.getheader("Content-Type", "").startswith(
+            "multipart/x-mixed-replace"
+        )
+        frames, buffer, deadline = [], b"", time.monotonic() + 120
+        boxed = False
+        while time.monotonic() < deadline and not (len(frames) >= 3 and boxed):
+            buffer += resp.read1(65536)
+            while (start := buffer.find(b"\xff\xd8")) >= 0 and (
+                end := buffer.find(b"\xff\xd9", start)
+            ) >= 0:
+                jpeg, buffer = buffer[start : end + 2], buffer[end + 2 :]
+                img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+                if img is None:
+                    continue
+                frames.append(img)
+                b, g, r = (img[..., i].astype(np.int16) for i in range(3))
+                boxed = boxed or int(((g > 170) & (g - r > 110) & (g - b > 110)).sum()) > 200
+    finally:
+        resp.close()
+        conn.close()
+    assert len(frames) >= 3, f"{len(frames)} frames from /video"
+    assert all((f.shape[1], f.shape[0]) == (768, 576) for f in frames)
+    # The label: a black box with white text in the top-left corner of every frame.
+    for img in frames:
+        label = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[0:30, 0:130]
+        assert (label < 40).mean() > 0.5 and 0.03 < (label > 200).mean() < 0.5
+    assert boxed, "no frame with green person boxes"
+
+
+@slow
+def test_amd64_first_boot_made_the_image_this_devices_own(amd64_vm: VM, amd64_image: Built) -> None:
+    vm = amd64_vm
+    hostname = vm.ssh("hostname").strip()
+    assert re.fullmatch(r"rva-[0-9a-f]{6}", hostname), hostname
+    assert vm.ssh("cat /etc/machine-id").strip().endswith(hostname[-6:])
+    avahi = vm.ssh("journalctl -b --no-pager -u avahi-daemon")
+    assert f"Host name is {hostname}.local" in avahi
+    assert f"RVA people counter on {hostname}" in avahi
+    # Host keys were made on this boot (the image has none).
+    boot_epoch = int(vm.ssh("stat -c %Y /proc/1").strip())
+    key_epoch = int(vm.ssh("stat -c %Y /etc/ssh/ssh_host_ed25519_key").strip())
+    assert key_epoch >= boot_epoch - 5
+    # The root file system grew into the disk, which is 1 GiB larger than the image.
+    root_bytes = int(vm.ssh("df -B1 --output=size / | tail -n 1").strip())
+    image_root = int(amd64_image.partitions()[1]["size"]) * 512
+    assert root_bytes > image_root + 900 * 1024 * 1024, (root_bytes, image_root)
+    # rva.toml from the boot partition: camera, Wi-Fi (no adapter here, so not started), SSH key.
+    assert f'source = "{FOOTAGE_ON_DEVICE}"' in vm.ssh("cat /etc/rva/rva.toml")
+    wifi = vm.ssh("cat /etc/wpa_supplicant/wpa_supplicant-wlan0.conf")
+    assert f"ssid={b'rva-test'.hex()}" in wifi and WIFI_PASSWORD not in wifi
+    assert "rva-image-test" in vm.ssh("cat /etc/ssh/authorized_keys.d/root")
+    # Password login is off, and root has none.
+    sshd = vm.ssh("sshd -T")
+    assert "passwordauthentication no" in sshd and "kbdinteractiveauthentication no" in sshd
+    assert vm.ssh("passwd -S root").split()[1] == "L"
+    # The Redis passwords are this device's, not the image's.
+    image_password = amd64_image.root_file("/etc/rva/credentials/rva-web.password")
+    assert (
+        image_password
+        and vm.ssh("cat /etc/rva/credentials/rva-web.password").strip() != image_password.strip()
+    )
+
+
+@slow
+def test_amd64_powers_off_cleanly(amd64_vm: VM) -> None:
+    started = time.monotonic()
+    code = amd64_vm.poweroff(timeout=180)
+    record_timing("poweroff amd64", round(time.monotonic() - started, 1))
+    assert code == 0, f"QEMU exit {code}\n{amd64_vm.console_tail()}"
+    assert "reboot: Power down" in amd64_vm.console_tail(20000)
+
+
+# -- 3. arm64 ---------------------------------------------------------------------------------
+@slow
+def test_arm64_image_boots_under_qemu_virt_and_answers_healthz(
+    arm64_image: Built, test_key: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    missing = missing_tools("arm64")
+    if missing:
+        pytest.skip(f"missing {', '.join(missing)}: scripts/install-deps.sh image")
+    _check_published(arm64_image)
+    _check_root_filesystem(arm64_image)
+    assert {"EFI/BOOT/BOOTAA64.EFI", "rva/vmlinuz", "rva/initrd.img"} <= set(
+        arm64_image.manifest["boot_partition"]["files"]
+    )
+    workdir = tmp_path_factory.mktemp("arm64-vm")
+    arm64_image.put_boot_file("rva.toml", _user_boot_toml(test_key), workdir)
+    vm = VM("arm64", arm64_image.image, workdir, test_key)
+    vm.start()
+    try:
+        _wait_until_counting(vm, "arm64", timeseries=False)
+        states = vm_states(vm, [*RVA_SERVICES, "rva-firstboot.service"])
+        assert set(states.values()) == {"active"}, states
+        health = _healthz(vm)
+        assert health["code"] == 200 and _people_counted(health), health
+        # The distribution's Redis has no TimeSeries: RVA runs and says so.
+        assert health["body"]["timeseries"] != "on", health
+        assert vm.poweroff(timeout=240) == 0, vm.console_tail()
+    finally:
+        vm.kill()
+
+
+# -- 4. Raspberry Pi --------------------------------------------------------------------------
+@slow
+@pytest.mark.parametrize(
+    ("board", "dtb", "config_line", "console"),
+    [
+        ("rpi4", "bcm2711-rpi-4-b.dtb", "core_freq=360", "console=ttyS1,115200"),
+        ("rpi5", "bcm2712-rpi-5-b.dtb", "os_check=0", "console=ttyAMA10,115200"),
+    ],
+)
+def test_raspberry_pi_image_has_an_mbr_and_the_boot_files_the_firmware_reads(
+    raspi_images: dict[str, Built], board: str, dtb: str, config_line: str, console: str
+) -> None:
+    built = raspi_images[board]
+    _check_published(built)
+    _check_root_filesystem(built)
+    parts = built.partitions()
+    assert built.manifest["partition_table"]["label"] == "dos" and len(parts) == 2
+    assert parts[0]["type"] == "c" and parts[0].get("bootable") is True
+    assert parts[1]["type"] == "83" and int(parts[0]["start"]) == 2048
+    files = built.boot_files()
+    kernel = next(f for f in files if f.startswith("vmlinuz-"))
+    initrd = next(f for f in files if f.startswith("initrd.img-"))
+    assert (
+        kernel.removeprefix("vmlinuz-")
+        == initrd.removeprefix("initrd.img-")
+        == built.manifest["kernel"]
+    )
+    assert dtb in files and "rva.toml" in files and "config.txt" in files and "cmdline.txt" in files
+    if board == "rpi4":
+        assert {"start4.elf", "fixup4.dat"} <= set(files)
+    config = built.boot_file("config.txt")
+    assert (
+        "arm_64bit=1" in config and f"kernel={kernel}" in config and f"initramfs {initrd}" in config
+    )
+    assert config_line in config
+    cmdline = built.boot_file("cmdline.txt")
+    assert "root=LABEL=rva-root" in cmdline and console in cmdline and "net.ifnames=0" in cmdline
+    assert 'source = "/dev/video0"' in built.boot_file("rva.toml")
