@@ -29,6 +29,7 @@ from rva.config import Config, ConfigError
 from rva.connection import connect
 from rva.models import manifest, store
 from rva.models.detector import Detector
+from rva.services.health import server_ms
 
 WARMUP_S = 3.0
 
@@ -195,7 +196,7 @@ def pipeline(
                 raise ConfigError(f"bench: no results within 60 s; logs in {work}")
             time.sleep(0.1)
         time.sleep(WARMUP_S)
-        start_ms = int(client.time()[0]) * 1000 + int(client.time()[1]) // 1000
+        start_ms = server_ms(client)
         for p in procs.values():
             p.mark()
         stage_samples: dict[str, list[float]] = {}
@@ -212,7 +213,7 @@ def pipeline(
                         stage_samples.setdefault(k[4:], []).append(float(v))
             time.sleep(0.05)
         usage = {name: p.usage() for name, p in procs.items()}
-        end_ms = int(client.time()[0]) * 1000 + int(client.time()[1]) // 1000
+        end_ms = server_ms(client)
         window = client.xrange(results, min=f"{start_ms}-0", max=f"{end_ms}-0")
         latencies = [
             int(rid.split(b"-")[0]) - int(fields[b"ref"].split(b"-")[0]) for rid, fields in window

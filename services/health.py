@@ -67,7 +67,8 @@ class Snapshot:
         return data
 
 
-def _server_ms(client: redis.Redis) -> int:
+def server_ms(client: redis.Redis) -> int:
+    """Redis's own clock in ms (one TIME call): stream ids are stamped with it."""
     seconds, micros = client.time()
     return int(seconds) * 1000 + int(micros) // 1000
 
@@ -119,7 +120,7 @@ def _camera(client: redis.Redis, camera: str, group: str, now_ms: int) -> Camera
 
 def snapshot(client: redis.Redis, cameras: list[str], group: str) -> Snapshot:
     try:
-        now_ms = _server_ms(client)
+        now_ms = server_ms(client)
         snap = Snapshot(redis=True, timeseries=timeseries_available(client))
         for camera in cameras:
             snap.cameras[camera] = _camera(client, camera, group, now_ms)
