@@ -92,6 +92,11 @@ def device_root(tmp_path: Path) -> Path:
         )
         acl.append(f"user {user} on #{hashlib.sha256(password.encode()).hexdigest()} ~* +@all")
     (root / "etc/redis/users.acl").write_text("\n".join(acl) + "\n")
+    (root / "etc/avahi/services").mkdir(parents=True)
+    shutil.copy(
+        REPO / "rootfs/etc/avahi/services/rva-http.service",
+        root / "etc/avahi/services/rva-http.service",
+    )
     return root
 
 
@@ -173,6 +178,22 @@ def test_firstboot_applies_rva_toml_only_when_it_changed(device_root: Path) -> N
     _firstboot(device_root)
     assert "/dev/video1" in (device_root / "etc/rva/rva.toml").read_text()
     assert (device_root / "etc/hostname").read_text() == "renamed-by-admin\n"
+
+
+def test_firstboot_announces_the_configured_web_port_over_mdns(device_root: Path) -> None:
+    announced = device_root / "etc/avahi/services/rva-http.service"
+    _firstboot(device_root)
+    assert "<port>5000</port>" in announced.read_text()
+    (device_root / "boot/firmware/rva.toml").write_text("[web]\nport = 8080\n")
+    result = _firstboot(device_root)
+    assert "port = 8080" in (device_root / "etc/rva/rva.toml").read_text()
+    text = announced.read_text()
+    assert "<port>8080</port>" in text and "<port>5000</port>" not in text
+    assert "8080" in result.stdout
+    # Back to the default when the setting goes (an edit on the device, then a reboot).
+    (device_root / "etc/rva/rva.toml").write_text('[cameras.0]\nsource = "/dev/video0"\n')
+    _firstboot(device_root)
+    assert "<port>5000</port>" in announced.read_text()
 
 
 def test_firstboot_replaces_the_image_redis_passwords_once(device_root: Path) -> None:
@@ -298,6 +319,17 @@ def arm64_image(arm_builds: BuildQueue) -> Built:
 @pytest.fixture(scope="session")
 def raspi_images(arm_builds: BuildQueue) -> dict[str, Built]:
     return {board: arm_builds.result(board) for board in ("rpi4", "rpi5")}
+
+
+@slow
+def test_raspberry_pi_images_reuse_the_provisioned_arm64_root(
+    arm64_image: Built, raspi_images: dict[str, Built]
+) -> None:
+    """One emulated ansible run per architecture and set of variables, not one per board."""
+    provisioned = arm64_image.manifest["root_filesystems"]["provisioned"]
+    assert provisioned.startswith("provisioned-trixie-arm64-"), provisioned
+    for board, built in raspi_images.items():
+        assert built.manifest["root_filesystems"]["provisioned"] == provisioned, board
 
 
 # -- what every image must be ---------------------------------------------------------------

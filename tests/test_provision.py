@@ -317,6 +317,9 @@ def test_rva_user_state_and_config_are_in_place(provisioned: Provisioned) -> Non
     assert 'source = "/usr/local/share/rva/footage/vtest.avi"' in toml
     assert (root / "usr/local/share/rva/footage/vtest.avi").is_file()
     assert (root / "etc/hostname").read_text().strip() == "rva-test"
+    # mDNS announces the page on rva-web's port.
+    announced = (root / "etc/avahi/services/rva-http.service").read_text()
+    assert "<port>5000</port>" in announced and announced.endswith("</service-group>\n")
 
 
 def test_venv_imports_the_package_and_the_config_checks_out(provisioned: Provisioned) -> None:

@@ -51,7 +51,7 @@ umount_root_fs() {
     MOUNTED=()
 }
 
-in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
+in_root() { chroot "$ROOT" /usr/bin/env -i ${QEMU_CPU:+QEMU_CPU=$QEMU_CPU} PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
     DEBIAN_FRONTEND=noninteractive HOME=/root "$@"; }
 
 # timed NAME COMMAND...: run and record the seconds it took in $TIMINGS (for the manifest).

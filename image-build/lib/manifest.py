@@ -47,6 +47,7 @@ def main() -> None:
                  "boot-dir", "vars"):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--timings", nargs="*", default=[])
+    p.add_argument("--root-filesystems", nargs="*", default=[], help="KIND=tarball the root came from")
     a = p.parse_args()
     root, boot, image = Path(a.root), Path(a.boot), Path(a.image)
     sums = dict(line.split()[::-1] for line in Path(a.sums).read_text().splitlines())
@@ -83,6 +84,9 @@ def main() -> None:
         "kernel": kernels[-1] if kernels else None,
         "build_variables": json.loads(Path(a.vars).read_text()),
         "build_seconds": {k: int(v) for k, v in (t.split("=", 1) for t in a.timings)},
+        # The cached root filesystems the image was made from: images of one architecture built
+        # with the same variables share the provisioned one.
+        "root_filesystems": dict(r.split("=", 1) for r in a.root_filesystems),
         "packages": dpkg_packages(root),
         "python_packages": python_packages(root),
         "models": models,

@@ -10,12 +10,6 @@ BASE_TAR=$CACHE/rootfs-$SUITE-$ARCH-$BASE_KEY.tar.zst
 if [ -f "$BASE_TAR" ]; then
     log "cached: $(basename "$BASE_TAR")"
 else
-    if [ "$ARCH" != "$(dpkg --print-architecture)" ] && ! arch-test "$ARCH" >/dev/null 2>&1; then
-        # binfmt_misc is not mounted on hosts without systemd (containers, CI).
-        mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-        update-binfmts --enable >/dev/null 2>&1 || true
-        arch-test "$ARCH" >/dev/null || die "cannot run $ARCH binaries: install qemu-user-static binfmt-support"
-    fi
     log "mmdebstrap $SUITE $ARCH (${#BASE_PACKAGES[@]} packages + $KERNEL_PACKAGE) from $MIRROR"
     RVA_INITRAMFS_MODULES="${INITRAMFS_MODULES[*]}" \
         mmdebstrap --mode=root --variant=apt --architectures="$ARCH" \

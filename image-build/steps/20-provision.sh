@@ -30,9 +30,11 @@ done
 mapfile -t provision_inputs < <(source_files "$REPO/ansible/site.yml" "$REPO/ansible/ansible.cfg" \
     "$REPO/ansible/roles" "$REPO/rootfs" "$REPO/rva" "$REPO/services" "$REPO/gears" "$REPO/models" \
     | grep -v -e /rva-firstboot -e /rva-grow)
-PROVISION_KEY=$(cache_key "$BASE_KEY" -- "$WORK/ansible/vars.json" "$HERE/provision.yml" \
+# The variables go in as text: the work directory's path differs on every build.
+PROVISION_KEY=$(cache_key "$BASE_KEY" "$(cat "$WORK/ansible/vars.json")" -- "$HERE/provision.yml" \
     "$HERE/steps/20-provision.sh" "$REPO/pyproject.toml" "${provision_inputs[@]}" "${named_files[@]}")
 PROVISION_TAR=$CACHE/provisioned-$SUITE-$ARCH-$PROVISION_KEY.tar.zst
+PROVISIONED_FROM=$(basename "$PROVISION_TAR")
 
 given_root_var=RVA_IMAGE_PROVISIONED_${ARCH^^}
 if [ -n "${!given_root_var:-}" ]; then
@@ -41,6 +43,7 @@ if [ -n "${!given_root_var:-}" ]; then
     # never for images that leave the machine.
     log "using $given_root_var=${!given_root_var} as the provisioned root"
     unpack_root "${!given_root_var}" "$ROOT"
+    PROVISIONED_FROM="$given_root_var=${!given_root_var}"
 elif [ -f "$PROVISION_TAR" ]; then
     log "cached: $(basename "$PROVISION_TAR")"
     unpack_root "$PROVISION_TAR" "$ROOT"

@@ -13,5 +13,6 @@ python3 "$HERE/lib/manifest.py" --root "$ROOT" --boot "$WORK/boot" --image "$OUT
     --sums "$OUT/$NAME.sha256" --board "$BOARD" --description "$DESCRIPTION" --version "$VERSION" \
     --suite "$SUITE" --arch "$ARCH" --boot-dir "$BOOT_DIR" --vars "$WORK/ansible/vars.json" \
     --timings "${TIMINGS[@]}" "60-publish=$((SECONDS - ${STEP_START:-$SECONDS}))" \
+    --root-filesystems "base=$(basename "$BASE_TAR")" "provisioned=$PROVISIONED_FROM" \
     >"$OUT/$NAME.manifest.json"
 log "$NAME.img $(du -h --apparent-size "$OUT/$NAME.img" | cut -f1)${COMPRESSED:+, $COMPRESSED $(du -h "$OUT/$COMPRESSED" | cut -f1)}"
