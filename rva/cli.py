@@ -43,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("capture", "read a camera into camera:<id>")
     p.add_argument("source", nargs="?", help="overrides cameras.<id>.source")
-    p.add_argument("-c", "--camera", default=None, help="camera id (default: the first configured)")
+    p.add_argument(
+        "-c",
+        "--camera",
+        default=None,
+        help="camera id (default: every configured camera, one thread each)",
+    )
     p.add_argument("-o", "--output", help="output stream, camera:<id> (same as --camera <id>)")
     p.add_argument("--fps", type=float)
     p.add_argument("--width", type=int)
@@ -134,6 +139,27 @@ def cmd_capture(args: argparse.Namespace, cfg: Config) -> int:
     from rva.services import capture
 
     camera_id = args.camera or (args.output.removeprefix("camera:") if args.output else None)
+    overrides = {
+        k: getattr(args, k)
+        for k in ("fps", "width", "height", "jpeg_quality", "maxlen", "rate", "resize")
+        if getattr(args, k) is not None
+    }
+    if camera_id is None and not args.source and len(cfg.cameras) > 1:
+        # No camera named: every configured camera, one thread each, in this process.
+        try:
+            cameras = {
+                cid: config.CameraSection.model_validate({**cam.model_dump(), **overrides})
+                for cid, cam in cfg.cameras.items()
+            }
+        except config.ValidationError as exc:
+            raise ConfigError(str(exc)) from None
+        capture.run_all(
+            config.redis_url(cfg, args.url),
+            cameras,
+            frames=args.frames,
+            runtime=_runtime("capture"),
+        )
+        return 0
     camera_id = camera_id or next(iter(cfg.cameras))
     if camera_id in cfg.cameras:
         cam = cfg.cameras[camera_id]
@@ -141,11 +167,6 @@ def cmd_capture(args: argparse.Namespace, cfg: Config) -> int:
         cam = config.CameraSection(source=args.source)
     else:
         cam = cfg.camera(camera_id)  # raises: unknown camera, naming the configured ones
-    overrides = {
-        k: getattr(args, k)
-        for k in ("fps", "width", "height", "jpeg_quality", "maxlen", "rate", "resize")
-        if getattr(args, k) is not None
-    }
     if args.source:
         overrides["source"] = args.source
     try:

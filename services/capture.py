@@ -2,12 +2,18 @@
 
 Never exits on a lost camera or a lost Redis: it reopens/reconnects with backoff, keeps the
 watchdog fed and says what it waits for in its systemd status line.
+
+With several cameras configured and none named, one process captures them all, one thread per
+camera (`run_all`): the watchdog is fed only while every camera's loop makes progress, and a
+camera that is gone (reopened with backoff) holds up neither the others nor READY.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from typing import Protocol
 
 import cv2
 import redis
@@ -19,6 +25,52 @@ from rva.runtime import Runtime
 from rva.services.sources import Camera, Pacer, SourceError, open_source
 
 log = logging.getLogger(__name__)
+
+
+class Readies(Protocol):
+    def ready(self, status: str) -> None: ...
+
+
+class Progress(Protocol):
+    """What a capture loop reports to: the process's Runtime, or its camera's Lane."""
+
+    stop: threading.Event
+
+    @property
+    def notifier(self) -> Readies: ...
+
+    def tick(self, status: str | None = None) -> None: ...
+
+    def beat(self, client: redis.Redis) -> None: ...
+
+
+class Lane:
+    """One camera's view of the process when several share it: the stop event and the heartbeat
+    are the process's; progress and status are the camera's own, and `run_all` turns them into
+    the watchdog pings and the status line of the whole service."""
+
+    def __init__(self, runtime: Runtime, camera_id: str) -> None:
+        self.runtime, self.camera_id = runtime, camera_id
+        self.stop = runtime.stop
+        self.last_tick = time.monotonic()
+        self.state = "starting"
+        self.is_ready = False
+
+    @property
+    def notifier(self) -> Lane:
+        return self
+
+    def ready(self, status: str) -> None:
+        self.is_ready = True
+        self.tick(status)
+
+    def tick(self, status: str | None = None) -> None:
+        self.last_tick = time.monotonic()
+        if status is not None:
+            self.state = status
+
+    def beat(self, client: redis.Redis) -> None:
+        self.runtime.beat(client)
 
 
 class ResultFollower:
@@ -39,7 +91,7 @@ class ResultFollower:
             self.last = reply[0][1][-1][0]
 
 
-def open_camera(camera: Camera, runtime: Runtime) -> bool:
+def open_camera(camera: Camera, runtime: Progress) -> bool:
     """Open with backoff until it works or we are told to stop."""
     backoff = Backoff(base=0.5, cap=30)
     while not runtime.stop.is_set():
@@ -59,7 +111,7 @@ def run(
     cam: CameraSection,
     *,
     frames: int = 0,
-    runtime: Runtime | None = None,
+    runtime: Progress | None = None,
 ) -> int:
     """Capture until stopped (or ``frames`` frames when > 0). Returns frames written."""
     runtime = runtime or Runtime(f"capture:{camera_id}")
@@ -130,4 +182,66 @@ def run(
             pacer.wait()
     finally:
         camera.close()
+    return written
+
+
+def run_all(
+    url: str,
+    cameras: dict[str, CameraSection],
+    *,
+    frames: int = 0,
+    runtime: Runtime,
+    stale_after: float = 15.0,
+) -> dict[str, int]:
+    """Capture every camera, each in its own thread, until stopped (or each has written
+    ``frames`` frames). Returns the frames written per camera.
+
+    READY goes out when the first camera captures. The watchdog is fed while every camera's loop
+    has reported within ``stale_after`` seconds (waiting for a lost camera or Redis counts: it
+    ticks); a loop stuck in a read stops the feeding, and systemd restarts the service. A loop
+    that fails stops the others, and the error is raised.
+    """
+    lanes = {camera_id: Lane(runtime, camera_id) for camera_id in cameras}
+    written: dict[str, int] = {}
+    failures: list[BaseException] = []
+
+    def capture(camera_id: str) -> None:
+        try:
+            written[camera_id] = run(
+                url, camera_id, cameras[camera_id], frames=frames, runtime=lanes[camera_id]
+            )
+        except BaseException as exc:
+            log.exception("camera %s: capture failed", camera_id)
+            failures.append(exc)
+            runtime.stop.set()
+
+    threads = [
+        threading.Thread(target=capture, args=(camera_id,), name=f"capture:{camera_id}")
+        for camera_id in cameras
+    ]
+    for thread in threads:
+        thread.start()
+    ready, stale_before = False, set[str]()
+    while any(thread.is_alive() for thread in threads):
+        now = time.monotonic()
+        status = "; ".join(f"camera {c}: {lane.state}" for c, lane in lanes.items())
+        stale = {c for c, lane in lanes.items() if now - lane.last_tick > stale_after}
+        if not ready and any(lane.is_ready for lane in lanes.values()):
+            runtime.notifier.ready(status)
+            ready = True
+        if stale:
+            if stale != stale_before:
+                log.error(
+                    "camera %s: no progress for %.0f s; the watchdog is no longer fed",
+                    ", ".join(sorted(stale)),
+                    stale_after,
+                )
+            runtime.notifier.status(f"camera {', '.join(sorted(stale))} stuck; {status}")
+        else:
+            runtime.tick(status)
+        stale_before = stale
+        for thread in threads:
+            thread.join(timeout=0.5 / len(threads))
+    if failures:
+        raise failures[0]
     return written

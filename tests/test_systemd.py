@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
+from rva import keys
 from tests.conftest import RedisServer, Services, free_port, wait_for, write_config
 
 
@@ -69,3 +71,49 @@ def test_services_report_ready_status_and_feed_the_watchdog(
     notify.messages.clear()
     svc.start("web", env=env)
     wait_for(lambda: notify.seen(f"STATUS=serving http://127.0.0.1:{port}/"), 60, what="web READY")
+
+
+def _two_cameras(path: Path, redis_url: str, first: Path, second: Path) -> Path:
+    path.write_text(
+        f'[redis]\nurl = "{redis_url}"\n\n'
+        f'[cameras.0]\nsource = "{first}"\n\n'
+        f'[cameras.door]\nsource = "{second}"\nfps = 5.0\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_capture_without_a_camera_named_captures_every_configured_camera(
+    redis_ts: RedisServer, vtest_path: Path, tmp_path: Path, services: Callable[[Path], Services]
+) -> None:
+    svc = services(_two_cameras(tmp_path / "rva.toml", redis_ts.url, vtest_path, vtest_path))
+    svc.run("capture", "--frames", "4", timeout=120)
+    client = redis.Redis.from_url(redis_ts.url)
+    assert client.xlen(keys.frames("0")) == 4
+    assert client.xlen(keys.frames("door")) == 4
+
+
+def test_one_lost_camera_holds_up_neither_ready_nor_the_others_nor_the_watchdog(
+    redis_ts: RedisServer,
+    vtest_path: Path,
+    tmp_path: Path,
+    notify: NotifySocket,
+    services: Callable[[Path], Services],
+) -> None:
+    gone = tmp_path / "unplugged.avi"
+    svc = services(_two_cameras(tmp_path / "rva.toml", redis_ts.url, vtest_path, gone))
+    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
+    proc = svc.start("capture", env=env)
+    wait_for(lambda: notify.seen("READY=1"), 60, what="READY with one camera capturing")
+    client = redis.Redis.from_url(redis_ts.url)
+    wait_for(lambda: client.xlen(keys.frames("0")) >= 5, 60, what="frames of camera 0")
+    status = [line for m in notify.drain() for line in m.splitlines() if line.startswith("STATUS=")]
+    assert any("camera door: waiting for camera" in line for line in status), status
+    notify.messages.clear()
+    time.sleep(2.5)  # WatchdogSec=1s: fed while both loops report (the lost one from backoff)
+    assert sum(m.count("WATCHDOG=1") for m in notify.drain()) >= 4
+    # The camera comes back: its frames flow without a restart.
+    gone.symlink_to(vtest_path)
+    wait_for(lambda: client.xlen(keys.frames("door")) >= 3, 90, what="frames of camera door")
+    assert proc.poll() is None
+    assert client.xlen(keys.frames("0")) > 5
