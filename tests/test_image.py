@@ -321,17 +321,6 @@ def raspi_images(arm_builds: BuildQueue) -> dict[str, Built]:
     return {board: arm_builds.result(board) for board in ("rpi4", "rpi5")}
 
 
-@slow
-def test_raspberry_pi_images_reuse_the_provisioned_arm64_root(
-    arm64_image: Built, raspi_images: dict[str, Built]
-) -> None:
-    """One emulated ansible run per architecture and set of variables, not one per board."""
-    provisioned = arm64_image.manifest["root_filesystems"]["provisioned"]
-    assert provisioned.startswith("provisioned-trixie-arm64-"), provisioned
-    for board, built in raspi_images.items():
-        assert built.manifest["root_filesystems"]["provisioned"] == provisioned, board
-
-
 # -- what every image must be ---------------------------------------------------------------
 def _check_published(built: Built) -> None:
     files = sorted(p.name for p in built.out.glob("rva-*"))
@@ -686,3 +675,14 @@ def test_raspberry_pi_image_has_an_mbr_and_the_boot_files_the_firmware_reads(
     cmdline = built.boot_file("cmdline.txt")
     assert "root=LABEL=rva-root" in cmdline and console in cmdline and "net.ifnames=0" in cmdline
     assert 'source = "/dev/video0"' in built.boot_file("rva.toml")
+
+
+@slow
+def test_raspberry_pi_images_reuse_the_provisioned_arm64_root(
+    arm64_image: Built, raspi_images: dict[str, Built]
+) -> None:
+    """One emulated ansible run per architecture and set of variables, not one per board."""
+    provisioned = arm64_image.manifest["root_filesystems"]["provisioned"]
+    assert provisioned.startswith("provisioned-trixie-arm64-"), provisioned
+    for board, built in raspi_images.items():
+        assert built.manifest["root_filesystems"]["provisioned"] == provisioned, board
