@@ -22,6 +22,12 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# Network streams (RTSP/HTTP): how long opening and each read may take before the source counts
+# as lost and is reopened with backoff. FFmpeg's own limit is 30 s, as long as the services'
+# watchdog: a camera that accepts the connection but sends nothing would get the service
+# restarted (and with it every other camera of the process) instead of being retried.
+STREAM_OPEN_TIMEOUT_MS = 10_000
+STREAM_READ_TIMEOUT_MS = 8_000
 
 
 class SourceError(Exception):
@@ -97,7 +103,16 @@ class OpenCVCamera(Camera):
         if self.kind == "file" and not Path(str(self.target)).is_file():
             raise SourceError(f"video file not found: {self.target}")
         api = {"v4l2": cv2.CAP_V4L2, "gstreamer": cv2.CAP_GSTREAMER}.get(self.kind, cv2.CAP_ANY)
-        cap = cv2.VideoCapture(self.target, api)
+        if self.kind == "stream":
+            timeouts = [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                STREAM_OPEN_TIMEOUT_MS,
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                STREAM_READ_TIMEOUT_MS,
+            ]
+            cap = cv2.VideoCapture(self.target, api, timeouts)
+        else:
+            cap = cv2.VideoCapture(self.target, api)
         if not cap.isOpened():
             raise SourceError(f"cannot open {self.description}")
         if self.kind == "v4l2":

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -84,3 +88,82 @@ def test_pi_camera_without_picamera2_says_what_to_install() -> None:
         pass
     with pytest.raises(SourceError, match="apt install python3-picamera2"):
         open_source("picamera", 640, 480, 15).open()
+
+
+class _StallingCamera:
+    """A network camera that accepts connections, sends ``frames`` MJPEG frames (none: not even
+    the HTTP response), then goes silent with the connection still open: a hung RTSP/HTTP
+    camera as FFmpeg sees it."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames = frames
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(4)
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/video"
+        self.connections: list[socket.socket] = []
+        self.jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))[1].tobytes()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.server.accept()
+                self.connections.append(conn)
+                conn.recv(4096)
+                if not self.frames:
+                    continue
+                conn.sendall(
+                    b"HTTP/1.0 200 OK\r\n"
+                    b"Content-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n"
+                )
+                for _ in range(self.frames):
+                    conn.sendall(
+                        b"--frame\r\nContent-Type: image/jpeg\r\n"
+                        + f"Content-Length: {len(self.jpeg)}\r\n\r\n".encode()
+                        + self.jpeg
+                        + b"\r\n"
+                    )
+
+    def close(self) -> None:
+        for conn in self.connections:
+            conn.close()
+        self.server.close()
+
+
+def _within(seconds: float, fn: Callable[[], object]) -> BaseException | object:
+    """fn()'s result or exception, failing the test if it is still blocked after ``seconds``."""
+    outcome: list[object] = []
+
+    def call() -> None:
+        try:
+            outcome.append(fn())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert outcome, f"still blocked after {seconds} s"
+    return outcome[0]
+
+
+def test_a_stream_that_goes_silent_is_given_up_rather_than_waited_on_forever() -> None:
+    # Bounded below FFmpeg's own 30 s (which the services' watchdog would hit first).
+    silent = _StallingCamera(frames=0)
+    try:
+        camera = open_source(silent.url, 64, 48, 10.0)
+        outcome = _within(25, camera.open)
+        assert isinstance(outcome, SourceError), outcome
+    finally:
+        silent.close()
+    stalling = _StallingCamera(frames=3)
+    try:
+        camera = open_source(stalling.url, 64, 48, 10.0)
+        camera.open()
+        assert camera.read().shape == (48, 64, 3)
+        outcome = _within(25, lambda: [camera.read() for _ in range(10)])
+        assert isinstance(outcome, SourceError), outcome
+        camera.close()
+    finally:
+        stalling.close()
