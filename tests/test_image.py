@@ -640,14 +640,19 @@ def test_arm64_image_boots_under_qemu_virt_and_answers_healthz(
 # -- 4. Raspberry Pi --------------------------------------------------------------------------
 @slow
 @pytest.mark.parametrize(
-    ("board", "dtb", "config_line", "console"),
+    ("board", "dtb", "config_line", "console", "sd_driver"),
     [
-        ("rpi4", "bcm2711-rpi-4-b.dtb", "core_freq=360", "console=ttyS1,115200"),
-        ("rpi5", "bcm2712-rpi-5-b.dtb", "os_check=0", "console=ttyAMA10,115200"),
+        ("rpi4", "bcm2711-rpi-4-b.dtb", "core_freq=360", "console=ttyS1,115200", "sdhci-iproc"),
+        ("rpi5", "bcm2712-rpi-5-b.dtb", "os_check=0", "console=ttyAMA10,115200", "sdhci-brcmstb"),
     ],
 )
 def test_raspberry_pi_image_has_an_mbr_and_the_boot_files_the_firmware_reads(
-    raspi_images: dict[str, Built], board: str, dtb: str, config_line: str, console: str
+    raspi_images: dict[str, Built],
+    board: str,
+    dtb: str,
+    config_line: str,
+    console: str,
+    sd_driver: str,
 ) -> None:
     built = raspi_images[board]
     _check_published(built)
@@ -675,6 +680,19 @@ def test_raspberry_pi_image_has_an_mbr_and_the_boot_files_the_firmware_reads(
     cmdline = built.boot_file("cmdline.txt")
     assert "root=LABEL=rva-root" in cmdline and console in cmdline and "net.ifnames=0" in cmdline
     assert 'source = "/dev/video0"' in built.boot_file("rva.toml")
+    # The initramfs can reach the root file system on the board's SD card (MODULES=list).
+    modules = built.initrd_modules(initrd)
+    assert {sd_driver, "ext4"} <= set(modules), modules
+    kernels = [p for p in built.manifest["packages"] if re.fullmatch(r"linux-image-\d.*", p)]
+    assert kernels == [f"linux-image-{built.manifest['kernel']}"], kernels
+    if board == "rpi5":
+        # trixie-backports' kernel, with the drivers of the RP1 south bridge (Ethernet, USB,
+        # camera connectors), which Debian 13's 6.12 lacks; its suite stays in the sources.
+        drivers = f"/usr/lib/modules/{built.manifest['kernel']}/kernel/drivers"
+        assert "rp1_pci.ko.xz" in built.root_listing(f"{drivers}/misc/rp1")
+        assert "macb.ko.xz" in built.root_listing(f"{drivers}/net/ethernet/cadence")
+        backports = built.root_file("/etc/apt/sources.list.d/trixie-backports.list") or ""
+        assert " trixie-backports " in backports, backports
 
 
 @slow

@@ -38,18 +38,42 @@ EOF
     *) die "unknown BOOTLOADER=$BOOTLOADER in boards/$BOARD.conf" ;;
 esac
 
-log "installing ${PACKAGES[*]}"
-in_root apt-get update -qq
-in_root apt-get install -y -qq --no-install-recommends \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${PACKAGES[@]}" >"$WORK/board-apt.log" 2>&1 || {
-    tail -n 40 "$WORK/board-apt.log" >&2
-    die "installing the board packages failed"
+board_packages=("${PACKAGES[@]}")
+old_kernels=()
+if [ -n "${BOARD_KERNEL_SUITE:-}" ]; then
+    # The board needs a newer kernel than $SUITE has: $KERNEL_PACKAGE from $BOARD_KERNEL_SUITE
+    # replaces the root filesystem's. The suite stays in the image's sources, so the kernel
+    # keeps getting that suite's updates (apt upgrades packages installed from backports).
+    cat >"$ROOT/etc/apt/sources.list.d/$BOARD_KERNEL_SUITE.list" <<EOF
+# The kernel of this board comes from here (image-build/boards/$BOARD.conf).
+deb $MIRROR $BOARD_KERNEL_SUITE $COMPONENTS
+EOF
+    mapfile -t old_kernels < <(in_root dpkg-query -W -f '${db:Status-Status} ${Package}\n' \
+        'linux-image-[0-9]*' | awk '$1 == "installed" { print $2 }')
+    board_packages+=("$KERNEL_PACKAGE/$BOARD_KERNEL_SUITE")
+fi
+board_apt() {
+    in_root apt-get "$@" -y -qq --no-install-recommends \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold >>"$WORK/board-apt.log" 2>&1 || {
+        tail -n 40 "$WORK/board-apt.log" >&2
+        die "apt-get $1 of the board packages failed"
+    }
 }
+log "installing ${board_packages[*]}"
+in_root apt-get update -qq
+board_apt install "${board_packages[@]}"
+if [ ${#old_kernels[@]} -gt 0 ]; then
+    log "removing ${old_kernels[*]} (replaced by the $BOARD_KERNEL_SUITE kernel)"
+    board_apt purge "${old_kernels[@]}"
+fi
 if [ "$BOOTLOADER" = systemd-boot ]; then
     # The kernel is already installed: run the hook a kernel upgrade runs.
     in_root env RVA_IMAGE_BUILD=1 /etc/kernel/postinst.d/zz-rva-esp
 fi
 [ -n "$(ls -A "$ROOT$BOOT_DIR")" ] || die "the board packages left $BOOT_DIR empty"
+for dtb in ${DTBS[@]+"${DTBS[@]}"}; do
+    [ -f "$ROOT$BOOT_DIR/$dtb" ] || die "$dtb (DTBS of boards/$BOARD.conf) is not in $BOOT_DIR"
+done
 
 # First-boot pieces from rootfs/ (units are enabled, never started).
 copy_tree_files() {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -25,6 +26,20 @@ def record_timing(name: str, value: object) -> None:
     timings[name] = value
     TIMINGS_FILE.write_text(json.dumps(timings, indent=2) + "\n")
     print(f"image timing: {name} = {value}")
+
+
+def _cpio_names(data: bytes) -> list[str]:
+    """Member names of concatenated newc cpio archives (the initramfs format)."""
+    names, i = [], 0
+    while i + 110 <= len(data):
+        if data[i : i + 6] not in (b"070701", b"070702"):
+            i += 4  # the zero padding between concatenated archives
+            continue
+        size, name_size = int(data[i + 54 : i + 62], 16), int(data[i + 94 : i + 102], 16)
+        names.append(data[i + 110 : i + 110 + name_size - 1].decode(errors="replace"))
+        i = (i + 110 + name_size + 3) & ~3
+        i = (i + size + 3) & ~3
+    return names
 
 
 @dataclass
@@ -79,6 +94,30 @@ class Built:
             check=True,
             env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
         ).stdout
+
+    def boot_file_bytes(self, name: str) -> bytes:
+        return subprocess.run(
+            ["mtype", "-i", f"{self.image}@@{self.offset(1)}", f"::/{name}"],
+            capture_output=True,
+            check=True,
+            env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+        ).stdout
+
+    def initrd_modules(self, name: str) -> list[str]:
+        """The kernel modules inside initrd `name` of the boot partition.
+
+        initramfs-tools writes the modules (already xz-compressed) into leading uncompressed
+        cpio archives and the rest into a zstd-compressed one; both are read here.
+        """
+        raw = self.boot_file_bytes(name)
+        split = raw.find(b"\x28\xb5\x2f\xfd")  # the zstd frame magic
+        main = subprocess.run(
+            ["zstd", "-dc"], input=raw[split:], capture_output=True, check=True
+        ).stdout
+        names = _cpio_names(raw[:split]) + _cpio_names(main)
+        return sorted(
+            n.rsplit("/", 1)[-1].split(".ko")[0] for n in names if re.search(r"\.ko(\.\w+)?$", n)
+        )
 
     def put_boot_file(self, name: str, content: str, workdir: Path) -> None:
         """What a user does on a laptop: replace a file on the boot partition."""
