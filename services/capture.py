@@ -22,7 +22,7 @@ from rva import keys
 from rva.config import CameraSection
 from rva.connection import TRANSIENT, Backoff, connect, wait_for_redis
 from rva.runtime import Runtime
-from rva.services.sources import Camera, Pacer, SourceError, open_source
+from rva.services.sources import Camera, Pacer, SourceError, Throttle, open_source
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,9 @@ def run(
     stream = keys.frames(camera_id)
     pace_fps = 0.0 if cam.rate == "max" else camera.native_fps or cam.fps
     pacer = Pacer(0.0 if camera.paced else pace_fps)
+    # A live camera delivers at its own rate (an RTSP camera at 25 fps, a webcam that ignores
+    # the rate asked for): keep cameras.<id>.fps of its frames.
+    throttle = Throttle(cam.fps if camera.paced else 0.0)
     # rate = "max" on a file or image: send the next frame as soon as the gears have answered
     # the previous one, so the pipeline runs flat out without piling up frames it would skip.
     follow = (
@@ -145,6 +148,9 @@ def run(
                 source_backoff.wait(f"{exc}; reopening", tick=runtime.tick)
                 if not open_camera(camera, runtime):
                     break
+                continue
+            if not throttle.admit():
+                runtime.tick()
                 continue
             ok, jpeg = cv2.imencode(".jpg", frame, encode_params)
             if not ok:
@@ -179,7 +185,7 @@ def run(
             else:
                 runtime.tick()
             runtime.beat(client)
-            pacer.wait()
+            pacer.wait(runtime.tick, runtime.stop)
     finally:
         camera.close()
     return written

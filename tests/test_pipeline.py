@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -318,3 +319,29 @@ def test_url_source_reconnects_when_the_stream_comes_back(
         lambda: client.xlen("camera:net") >= before + 3, 90, what="frames after the stream returned"
     )
     assert "reopening" in svc.logs()
+
+
+def test_a_live_source_faster_than_the_configured_fps_is_thinned_to_it(
+    redis_ts: RedisServer, vtest_path: Path, tmp_path: Path, services: ServicesFactory
+) -> None:
+    """A network camera streams at its own rate (here another RVA's /video, ~10 fps); capture
+    keeps cameras.<id>.fps of its frames rather than encoding and storing all of them."""
+    from tests.conftest import free_port
+
+    port = free_port()
+    svc = services(
+        write_config(
+            tmp_path / "rva.toml", redis_ts.url, vtest_path, web={"host": "127.0.0.1", "port": port}
+        )
+    )
+    svc.run("init")
+    svc.start("capture")
+    svc.start("web")
+    client = redis_ts.client()
+    wait_for(lambda: client.xlen("camera:0") >= 10, 60, what="frames of camera 0")
+    url = f"http://127.0.0.1:{port}/video"
+    svc.run("capture", url, "--camera", "net", "--fps", "2", "--frames", "5", timeout=120)
+    ids = [int(entry_id.split(b"-")[0]) for entry_id, _ in client.xrange("camera:net")]
+    assert len(ids) == 5
+    # 2 fps: 500 ms apart (some slack); the stream itself delivers a frame every ~100 ms.
+    assert min(b - a for a, b in itertools.pairwise(ids)) >= 350, ids

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import threading
 from collections.abc import Callable
@@ -14,9 +15,11 @@ import pytest
 
 from rva.services.sources import (
     OpenCVCamera,
+    Pacer,
     PiCamera,
     SourceError,
     StillImage,
+    Throttle,
     jetson_csi_pipeline,
     open_source,
 )
@@ -167,3 +170,29 @@ def test_a_stream_that_goes_silent_is_given_up_rather_than_waited_on_forever() -
         camera.close()
     finally:
         stalling.close()
+
+
+def test_throttle_keeps_the_configured_rate_of_a_faster_live_source() -> None:
+    throttle = Throttle(10.0)
+    arrivals = [i * 0.04 for i in range(250)]  # a 25 fps camera for 10 s
+    kept = [t for t in arrivals if throttle.admit(t)]
+    assert len(kept) == 100
+    assert min(b - a for a, b in itertools.pairwise(kept)) > 0.079
+    # After a stall (no frames for 3 s) it does not burst to catch up.
+    after = [10.0 + 3.0 + i * 0.04 for i in range(25)]
+    kept_after = [t for t in after if throttle.admit(t)]
+    assert len(kept_after) == 10
+    # 0: every frame.
+    assert all(Throttle(0.0).admit(t) for t in arrivals)
+
+
+def test_a_long_pacing_period_keeps_the_watchdog_fed_and_stops_promptly() -> None:
+    pacer = Pacer(1 / 3600)  # one frame an hour
+    ticks: list[float] = []
+    stop = threading.Event()
+    threading.Timer(2.5, stop.set).start()
+    waiter = threading.Thread(target=pacer.wait, args=(lambda: ticks.append(1.0), stop))
+    waiter.start()
+    waiter.join(30)
+    assert not waiter.is_alive(), "the wait ignored stop"
+    assert len(ticks) >= 2  # at least once a second while it waited
