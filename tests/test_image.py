@@ -15,7 +15,8 @@
 3. arm64: built with the distribution's Redis (no arm64 TimeSeries module here), booted with
    qemu-system-aarch64 -M virt -cpu cortex-a72 (AAVMF, systemd-boot): RVA units active, /healthz
    answers with a counted frame.
-4. rpi4, rpi5: built (sharing arm64's provisioned root); partition table and boot files checked.
+4. rpi4, rpi5: built (sharing arm64's provisioned root; rpi5 with trixie-backports' kernel);
+   partition table, boot files, the SD controller's driver inside the initrd, one kernel only.
    No Raspberry Pi can boot here (QEMU 7.2 has no Pi 4/5 machine).
 
 Images go to .cache/image-build/test-images/<board>/ (replaced on each run), timings to
