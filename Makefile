@@ -1,7 +1,7 @@
 # RVA developer entry points. Everything downloaded lands in .cache/ (ignored by git).
 #   make demo   - the whole chain on the sample video, page at http://localhost:5000/
 #   make test   - the test suite (installs what it needs first)
-#   make lint   - ruff + mypy
+#   make lint   - ruff + mypy + shellcheck
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -56,6 +56,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check rva services gears models tests
 	$(BIN)/mypy
+	$(BIN)/pytest -q tests/test_lint.py -k shellcheck
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
