@@ -144,18 +144,20 @@ def cmd_capture(args: argparse.Namespace, cfg: Config) -> int:
         for k in ("fps", "width", "height", "jpeg_quality", "maxlen", "rate", "resize")
         if getattr(args, k) is not None
     }
-    if camera_id is None and not args.source and len(cfg.cameras) > 1:
-        # No camera named: every configured camera, one thread each, in this process.
+    if args.source:
+        overrides["source"] = args.source
+
+    def overridden(cam: config.CameraSection) -> config.CameraSection:
         try:
-            cameras = {
-                cid: config.CameraSection.model_validate({**cam.model_dump(), **overrides})
-                for cid, cam in cfg.cameras.items()
-            }
+            return config.CameraSection.model_validate({**cam.model_dump(), **overrides})
         except config.ValidationError as exc:
             raise ConfigError(str(exc)) from None
+
+    if camera_id is None and not args.source and len(cfg.cameras) > 1:
+        # No camera named: every configured camera, one thread each, in this process.
         capture.run_all(
             config.redis_url(cfg, args.url),
-            cameras,
+            {cid: overridden(cam) for cid, cam in cfg.cameras.items()},
             frames=args.frames,
             runtime=_runtime("capture"),
         )
@@ -167,16 +169,10 @@ def cmd_capture(args: argparse.Namespace, cfg: Config) -> int:
         cam = config.CameraSection(source=args.source)
     else:
         cam = cfg.camera(camera_id)  # raises: unknown camera, naming the configured ones
-    if args.source:
-        overrides["source"] = args.source
-    try:
-        cam = config.CameraSection.model_validate({**cam.model_dump(), **overrides})
-    except config.ValidationError as exc:
-        raise ConfigError(str(exc)) from None
     capture.run(
         config.redis_url(cfg, args.url),
         camera_id,
-        cam,
+        overridden(cam),
         frames=args.frames,
         runtime=_runtime("capture"),
     )

@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import redis
 
 from rva import keys
-from tests.conftest import RedisServer, Services, rva, wait_for, write_config
+from tests.conftest import RedisServer, Services, free_port, rva, wait_for, write_config
 
 ServicesFactory = Callable[[Path], Services]
 
@@ -291,12 +292,11 @@ def test_rva_bench_reports_both_phases_in_one_json(
     assert report["timeseries"] is True
 
 
-def test_url_source_reconnects_when_the_stream_comes_back(
+def _rva_video_stream(
     redis_ts: RedisServer, vtest_path: Path, tmp_path: Path, services: ServicesFactory
-) -> None:
-    """An HTTP MJPEG camera (here: another RVA's /video) that goes away and comes back."""
-    from tests.conftest import free_port
-
+) -> tuple[Services, subprocess.Popen[bytes], str]:
+    """An HTTP MJPEG camera to capture from: another RVA (init, capture of vtest.avi, web) and
+    the URL of its /video. Returns the services, the web process and the URL."""
     port = free_port()
     svc = services(
         write_config(
@@ -306,8 +306,16 @@ def test_url_source_reconnects_when_the_stream_comes_back(
     svc.run("init")
     svc.start("capture")
     web = svc.start("web")
+    return svc, web, f"http://127.0.0.1:{port}/video"
+
+
+def test_url_source_reconnects_when_the_stream_comes_back(
+    redis_ts: RedisServer, vtest_path: Path, tmp_path: Path, services: ServicesFactory
+) -> None:
+    """An HTTP MJPEG camera (here: another RVA's /video) that goes away and comes back."""
+    svc, web, url = _rva_video_stream(redis_ts, vtest_path, tmp_path, services)
     client = redis_ts.client()
-    url_capture = svc.start("capture", f"http://127.0.0.1:{port}/video", "--camera", "net")
+    url_capture = svc.start("capture", url, "--camera", "net")
     wait_for(lambda: client.xlen("camera:net") >= 3, 60, what="frames from the URL source")
     web.send_signal(signal.SIGTERM)
     web.wait(15)
@@ -326,20 +334,9 @@ def test_a_live_source_faster_than_the_configured_fps_is_thinned_to_it(
 ) -> None:
     """A network camera streams at its own rate (here another RVA's /video, ~10 fps); capture
     keeps cameras.<id>.fps of its frames rather than encoding and storing all of them."""
-    from tests.conftest import free_port
-
-    port = free_port()
-    svc = services(
-        write_config(
-            tmp_path / "rva.toml", redis_ts.url, vtest_path, web={"host": "127.0.0.1", "port": port}
-        )
-    )
-    svc.run("init")
-    svc.start("capture")
-    svc.start("web")
+    svc, _web, url = _rva_video_stream(redis_ts, vtest_path, tmp_path, services)
     client = redis_ts.client()
     wait_for(lambda: client.xlen("camera:0") >= 10, 60, what="frames of camera 0")
-    url = f"http://127.0.0.1:{port}/video"
     svc.run("capture", url, "--camera", "net", "--fps", "2", "--frames", "5", timeout=120)
     ids = [int(entry_id.split(b"-")[0]) for entry_id, _ in client.xrange("camera:net")]
     assert len(ids) == 5

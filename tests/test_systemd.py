@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from rva import keys
 from tests.conftest import RedisServer, Services, free_port, wait_for, write_config
@@ -88,7 +87,7 @@ def test_capture_without_a_camera_named_captures_every_configured_camera(
 ) -> None:
     svc = services(_two_cameras(tmp_path / "rva.toml", redis_ts.url, vtest_path, vtest_path))
     svc.run("capture", "--frames", "4", timeout=120)
-    client = redis.Redis.from_url(redis_ts.url)
+    client = redis_ts.client()
     assert client.xlen(keys.frames("0")) == 4
     assert client.xlen(keys.frames("door")) == 4
 
@@ -105,7 +104,7 @@ def test_one_lost_camera_holds_up_neither_ready_nor_the_others_nor_the_watchdog(
     env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
     proc = svc.start("capture", env=env)
     wait_for(lambda: notify.seen("READY=1"), 60, what="READY with one camera capturing")
-    client = redis.Redis.from_url(redis_ts.url)
+    client = redis_ts.client()
     wait_for(lambda: client.xlen(keys.frames("0")) >= 5, 60, what="frames of camera 0")
     status = [line for m in notify.drain() for line in m.splitlines() if line.startswith("STATUS=")]
     assert any("camera door: waiting for camera" in line for line in status), status

@@ -87,13 +87,7 @@ class Built:
         return sorted(line.removeprefix("::/") for line in out.split() if not line.endswith("/"))
 
     def boot_file(self, name: str) -> str:
-        return subprocess.run(
-            ["mtype", "-i", f"{self.image}@@{self.offset(1)}", f"::/{name}"],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
-        ).stdout
+        return self.boot_file_bytes(name).decode()
 
     def boot_file_bytes(self, name: str) -> bytes:
         return subprocess.run(
