@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 IDLE_STOP_S = 5.0  # keep reading this long after the last viewer left
 RAW_AFTER_S = 2.0  # no result this long: show raw frames, marked, so the view stays live
+IDLE_AFTER_S = 30.0  # no result this long: the raw frames say the detector is idle
 
 
 def annotate(frame: np.ndarray, boxes: list[int], people: int | None, note: str = "") -> np.ndarray:
@@ -106,15 +107,31 @@ class Feed:
         newest = self.client.xrevrange(keys.frames(self.camera), count=1)
         return self._frame(newest[0][0]) if newest else None
 
+    @staticmethod
+    def _raw_annotated(frame: np.ndarray, people: int | None, result_at: float) -> np.ndarray:
+        """A frame newer than the last result: no boxes, and the count said to be old. A slow
+        detector (seconds per frame) is not called idle."""
+        age = time.monotonic() - result_at
+        if people is None or age > IDLE_AFTER_S:
+            return annotate(frame, [], None, "detector idle")
+        return annotate(frame, [], people, f"counted {age:.0f} s ago")
+
     def _run(self) -> None:
         results = keys.results(self.camera)
-        last_id: bytes | str = "$"
+        # Read on from the newest result there is, by id. Not "$": that means "whatever is
+        # newest when XREAD is called", so results written while this thread draws a raw
+        # frame (most of the time, on a slow CPU) would never be seen.
+        last_id: bytes | str | None = None
         last_result = time.monotonic()
+        last_people: int | None = None
         backoff = Backoff()
         log.info("feed %s: started", self.camera)
         while not self._idle():
             started = time.monotonic()
             try:
+                if last_id is None:
+                    newest = self.client.xrevrange(results, count=1)
+                    last_id = newest[0][0] if newest else "0-0"
                 idle = time.monotonic() - last_result > RAW_AFTER_S
                 # Idle detector: wake at the frame rate to show raw frames, not twice a second.
                 wait_ms = int(self.min_period * 1000) if idle else 500
@@ -127,13 +144,14 @@ class Feed:
                         if frame is None:
                             continue
                         boxes = json.loads(fields.get(b"boxes", b"[]"))
-                        self._publish(annotate(frame, boxes, int(fields.get(b"people", 0))))
+                        last_people = int(fields.get(b"people", 0))
+                        self._publish(annotate(frame, boxes, last_people))
                         last_result = time.monotonic()
                         break
                 elif idle:
                     frame = self._latest_raw()
                     if frame is not None:
-                        self._publish(annotate(frame, [], None, "detector idle"))
+                        self._publish(self._raw_annotated(frame, last_people, last_result))
                 backoff.reset()
             except TRANSIENT as exc:
                 backoff.wait(f"feed {self.camera}: Redis unreachable ({exc})")

@@ -562,7 +562,14 @@ def test_amd64_video_streams_annotated_frames(amd64_vm: VM) -> None:
     for img in frames:
         label = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[0:30, 0:130]
         assert (label < 40).mean() > 0.5 and 0.03 < (label > 200).mean() < 0.5
-    assert boxed, "no frame with green person boxes"
+    if not boxed:
+        state = amd64_vm.ssh(
+            "redis-cli --no-auth-warning XREVRANGE camera:0:yolo + - COUNT 3 | head -c 2000; "
+            "redis-cli --no-auth-warning HGETALL camera:0:latest; "
+            "journalctl -b --no-pager -n 30 -u rva-web",
+            check=False,
+        )
+        pytest.fail(f"no frame with green person boxes in {len(frames)} frames\n{state}")
 
 
 @slow
