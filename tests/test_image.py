@@ -64,9 +64,9 @@ WIFI_PASSWORD = "correct horse battery"
 
 
 # -- 1. rva-firstboot on a directory ---------------------------------------------------------
-def _firstboot(root: Path) -> subprocess.CompletedProcess[str]:
+def _firstboot(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(FIRSTBOOT), "--root", str(root), "--rva", str(VENV_RVA)],
+        [sys.executable, str(FIRSTBOOT), "--root", str(root), "--rva", str(VENV_RVA), *args],
         capture_output=True,
         text=True,
         check=True,
@@ -195,6 +195,17 @@ def test_firstboot_announces_the_configured_web_port_over_mdns(device_root: Path
     (device_root / "etc/rva/rva.toml").write_text('[cameras.0]\nsource = "/dev/video0"\n')
     _firstboot(device_root)
     assert "<port>5000</port>" in announced.read_text()
+    # The step alone, as rva-mdns-port.path runs it when rva.toml changes: nothing else is done.
+    (device_root / "etc/rva/rva.toml").write_text("[web]\nport = 8081\n")
+    (device_root / "boot/firmware/rva.toml").write_text("[web]\nport = 9090\n")
+
+    def others() -> dict[Path, bytes]:
+        return {f: f.read_bytes() for f in device_root.rglob("*") if f.is_file() and f != announced}
+
+    before = others()
+    _firstboot(device_root, "--announce-web-port")
+    assert "<port>8081</port>" in announced.read_text()
+    assert others() == before  # the card's rva.toml was not applied, nothing else was touched
 
 
 def test_firstboot_replaces_the_image_redis_passwords_once(device_root: Path) -> None:
@@ -483,6 +494,7 @@ def test_amd64_boots_to_every_rva_unit_active_and_nothing_failed(amd64_vm: VM) -
             *RVA_SERVICES,
             "rva-firstboot.service",
             "rva-grow-root.service",
+            "rva-mdns-port.path",
             "avahi-daemon.service",
             "ssh.service",
             "systemd-networkd.service",
@@ -604,6 +616,47 @@ def test_amd64_first_boot_made_the_image_this_devices_own(amd64_vm: VM, amd64_im
         image_password
         and vm.ssh("cat /etc/rva/credentials/rva-web.password").strip() != image_password.strip()
     )
+
+
+@slow
+def test_amd64_mdns_follows_a_web_port_edited_on_the_device(amd64_vm: VM) -> None:
+    vm = amd64_vm
+    service = "/etc/avahi/services/rva-http.service"
+
+    def announced() -> str:
+        return vm.ssh(f"grep -o '<port>[0-9]*</port>' {service}").strip()
+
+    def wait_for_port(port: int) -> None:
+        deadline = time.monotonic() + 60
+        while announced() != f"<port>{port}</port>" and time.monotonic() < deadline:
+            time.sleep(2)
+        assert announced() == f"<port>{port}</port>", vm.ssh(
+            "systemctl status --no-pager rva-mdns-port.path rva-mdns-port.service", check=False
+        )
+
+    assert announced() == "<port>5000</port>"
+    config = "/etc/rva/rva.toml"
+    assert "[web]" not in vm.ssh(f"cat {config}")  # the port is the default
+    # A new file renamed over the old one, as most editors save.
+    vm.ssh(
+        f"cp -p {config} /root/rva.toml.saved && "
+        f"{{ cat {config}; printf '\\n[web]\\nport = 8080\\n'; }} > {config}.new && "
+        f"mv {config}.new {config}"
+    )
+    try:
+        wait_for_port(8080)
+        # avahi-daemon noticed the file and reloaded it.
+        deadline = time.monotonic() + 30
+        while (
+            "Files changed, reloading."
+            not in (log := vm.ssh("journalctl -b --no-pager -u avahi-daemon"))
+            and time.monotonic() < deadline
+        ):
+            time.sleep(2)
+        assert "Files changed, reloading." in log, log[-2000:]
+    finally:
+        vm.ssh(f"cp -p /root/rva.toml.saved {config}")  # written in place this time
+    wait_for_port(5000)
 
 
 @slow

@@ -29,7 +29,7 @@ for pair in "${ANSIBLE_VARS[@]}"; do
 done
 mapfile -t provision_inputs < <(source_files "$REPO/ansible/site.yml" "$REPO/ansible/ansible.cfg" \
     "$REPO/ansible/roles" "$REPO/rootfs" "$REPO/rva" "$REPO/services" "$REPO/gears" "$REPO/models" \
-    | grep -v -e /rva-firstboot -e /rva-grow)
+    | grep -v -e /rva-firstboot -e /rva-grow -e /rva-mdns-port)
 # The variables go in as text: the work directory's path differs on every build.
 PROVISION_KEY=$(cache_key "$BASE_KEY" "$(cat "$WORK/ansible/vars.json")" -- "$HERE/provision.yml" \
     "$HERE/steps/20-provision.sh" "$REPO/pyproject.toml" "${provision_inputs[@]}" "${named_files[@]}")

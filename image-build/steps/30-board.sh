@@ -83,9 +83,10 @@ copy_tree_files() {
     done
 }
 mapfile -t firstboot_files < <(cd "$REPO/rootfs" && find usr/lib/rva-firstboot -type f && \
-    find usr/lib/systemd/system -maxdepth 1 \( -name 'rva-firstboot*' -o -name 'rva-grow*' \) -type f)
+    find usr/lib/systemd/system -maxdepth 1 \( -name 'rva-firstboot*' -o -name 'rva-grow*' \
+        -o -name 'rva-mdns-port*' \) -type f)
 copy_tree_files "${firstboot_files[@]}"
-systemctl --root="$ROOT" --quiet enable rva-firstboot.service rva-grow-root.service \
+systemctl --root="$ROOT" --quiet enable rva-firstboot.service rva-grow-root.service rva-mdns-port.path \
     systemd-networkd.service systemd-resolved.service ssh.service
 # The D-Bus wpa_supplicant serves NetworkManager, which the image does not use: rva-firstboot
 # starts wpa_supplicant@wlan0 when rva.toml names a Wi-Fi network.
