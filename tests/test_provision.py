@@ -198,6 +198,7 @@ def _apply(inventory: Path, extra_vars: Path, log: Path) -> Apply:
             str(REPO / "ansible/site.yml"),
         ],
         cwd=REPO,
+        stdin=subprocess.DEVNULL,  # ansible refuses a non-blocking stdin
         capture_output=True,
         text=True,
         env=_ansible_env(),

@@ -66,11 +66,13 @@ INV
     log "ansible-playbook site.yml into the $ARCH root ($(tr -d '\n ' <"$WORK/ansible/vars.json"))"
     # Pipelining (ansible.cfg sets it for ssh only) sends each module through the chroot's stdin:
     # no temporary files, three fewer commands per task, each an emulated process for arm64.
+    # stdin is /dev/null: ansible refuses to start on a non-blocking stdin, which is what a
+    # terminal shared with a running ssh client (ssh sets O_NONBLOCK) looks like.
     ANSIBLE_CONFIG="$REPO/ansible/ansible.cfg" ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 ANSIBLE_PIPELINING=1 \
         ANSIBLE_LOCAL_TEMP="$WORK/ansible/tmp" ANSIBLE_REMOTE_TEMP=/tmp/.ansible \
         TMPDIR="$WORK/ansible" PATH="$(dirname "$PLAYBOOK_BIN"):$PATH" \
         "$PLAYBOOK_BIN" -i "$WORK/ansible/inventory.ini" -e "@$HERE/provision.yml" \
-        -e "@$WORK/ansible/vars.json" "$REPO/ansible/site.yml" >"$WORK/ansible/apply.log" 2>&1 || {
+        -e "@$WORK/ansible/vars.json" "$REPO/ansible/site.yml" </dev/null >"$WORK/ansible/apply.log" 2>&1 || {
         tail -n 60 "$WORK/ansible/apply.log" >&2
         cp "$WORK/ansible/apply.log" "$OUT/$NAME.ansible.log"
         die "ansible-playbook failed (whole log: $OUT/$NAME.ansible.log)"

@@ -165,6 +165,8 @@ def build(board: str, *args: str, timeout: float = 3600) -> Built:
     with (out / "build.log").open("w") as log:
         proc = subprocess.Popen(
             [str(REPO / "image-build/build"), "--board", board, "--out", str(out), *args],
+            # Not pytest's stdin: the VM tests' ssh clients make that non-blocking while they run.
+            stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,

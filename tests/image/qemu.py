@@ -163,6 +163,7 @@ class VM:
                 "root@127.0.0.1",
                 command,
             ],
+            stdin=subprocess.DEVNULL,  # ssh would set O_NONBLOCK on a stdin shared with the builds
             capture_output=True,
             text=True,
             timeout=timeout,
