@@ -223,13 +223,19 @@ class BuildQueue:
             self.thread.start()
 
     def _run(self) -> None:
+        failed: str | None = None
         for board, args in list(self.jobs):
             if not self.jobs:
                 break
-            try:
-                self.results[board] = build(board, *args)
-            except BaseException as exc:  # handed to the test that waits for this board
-                self.results[board] = exc
+            if failed is not None:
+                # The later boards reuse the first one's provisioned root: building them from
+                # scratch would only repeat the failure, at the cost of another long emulation.
+                self.results[board] = AssertionError(f"not built: the {failed} build failed first")
+            else:
+                try:
+                    self.results[board] = build(board, *args)
+                except BaseException as exc:  # handed to the test that waits for this board
+                    self.results[board], failed = exc, board
             self.done[board].set()
 
     def stop(self) -> None:
