@@ -33,6 +33,11 @@ class NotifySocket:
     def seen(self, prefix: str) -> bool:
         return any(line.startswith(prefix) for m in self.drain() for line in m.splitlines())
 
+    @property
+    def env(self) -> dict[str, str]:
+        """A service's environment under systemd with this socket and WatchdogSec=1s."""
+        return {"NOTIFY_SOCKET": str(self.path), "WATCHDOG_USEC": "1000000"}
+
 
 @pytest.fixture
 def notify(tmp_path: Path) -> Iterator[NotifySocket]:
@@ -53,7 +58,7 @@ def test_services_report_ready_status_and_feed_the_watchdog(
         tmp_path / "rva.toml", redis_ts.url, vtest_path, web={"host": "127.0.0.1", "port": port}
     )
     svc = services(cfg)
-    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
+    env = notify.env
     # Before `rva init` the gear worker has nothing to run: it must say so and not claim READY.
     svc.start("gears", env=env)
     wait_for(lambda: notify.seen("STATUS=waiting for `rva init`"), 60, what="waiting status")
@@ -101,7 +106,7 @@ def test_one_lost_camera_holds_up_neither_ready_nor_the_others_nor_the_watchdog(
 ) -> None:
     gone = tmp_path / "unplugged.avi"
     svc = services(_two_cameras(tmp_path / "rva.toml", redis_ts.url, vtest_path, gone))
-    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
+    env = notify.env
     proc = svc.start("capture", env=env)
     wait_for(lambda: notify.seen("READY=1"), 60, what="READY with one camera capturing")
     client = redis_ts.client()

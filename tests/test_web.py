@@ -598,21 +598,40 @@ def test_feed_stops_reading_redis_when_nobody_watches(
     assert again.body not in {p.body for p in first}
 
 
-def test_a_malformed_result_does_not_freeze_the_video(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Camera "9" is fed by hand (no capture, no gears): one real frame, then results.
+@dataclass
+class HandFed:
+    """Camera "9", fed by hand (no capture, no gears): one real frame of camera 0, then
+    whatever results a test writes."""
+
+    cfg: Config
+    client: redis.Redis
+    image: bytes  # the frame's JPEG
+    ref: bytes  # its id in camera:9
+
+
+@contextmanager
+def hand_fed_camera(pipeline: Pipeline) -> Iterator[HandFed]:
     base = config.load(pipeline.config)
     cfg = base.model_copy(update={"cameras": {**base.cameras, "9": base.cameras["0"]}})
-    # Long enough that the annotated frame is not replaced by an idle raw one before a slow
-    # client (a loaded CI machine) has read it.
-    monkeypatch.setattr(broadcast, "RAW_AFTER_S", 2.0)
     rc = pipeline.client()
     rc.delete(keys.frames("9"), keys.results("9"))
     image = rc.xrevrange(keys.frames("0"), count=1)[0][1][b"image"]
     ref = rc.xadd(keys.frames("9"), {"count": 1, "image": image})
     try:
-        with serve_in_process(pipeline, cfg, monkeypatch) as (port, app):
+        yield HandFed(cfg, rc, image, ref)
+    finally:
+        rc.delete(keys.frames("9"), keys.results("9"))
+
+
+def test_a_malformed_result_does_not_freeze_the_video(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Long enough that the annotated frame is not replaced by an idle raw one before a slow
+    # client (a loaded CI machine) has read it.
+    monkeypatch.setattr(broadcast, "RAW_AFTER_S", 2.0)
+    with hand_fed_camera(pipeline) as fed:
+        rc, ref = fed.client, fed.ref
+        with serve_in_process(pipeline, fed.cfg, monkeypatch) as (port, app):
             feed = app.config["rva.feeds"]["9"]
             client = MjpegClient(port, "/video?camera=9", timeout=10)
             try:
@@ -637,8 +656,6 @@ def test_a_malformed_result_does_not_freeze_the_video(
             assert feed.thread is not None and feed.thread.is_alive()
             exact = outline_mask(img.shape, good) > 0
             assert green_mask(img)[exact].mean() > 0.6
-    finally:
-        rc.delete(keys.frames("9"), keys.results("9"))
 
 
 def test_a_result_written_while_the_feed_is_busy_is_still_drawn(
@@ -646,13 +663,7 @@ def test_a_result_written_while_the_feed_is_busy_is_still_drawn(
 ) -> None:
     """On a slow device the feed spends most of its time drawing raw frames, not waiting in
     XREAD. A result written meanwhile must be read on the next round, not missed."""
-    base = config.load(pipeline.config)
-    cfg = base.model_copy(update={"cameras": {**base.cameras, "9": base.cameras["0"]}})
     monkeypatch.setattr(broadcast, "RAW_AFTER_S", 0.0)  # raw frames from the first round on
-    rc = pipeline.client()
-    rc.delete(keys.frames("9"), keys.results("9"))
-    image = rc.xrevrange(keys.frames("0"), count=1)[0][1][b"image"]
-    ref = rc.xadd(keys.frames("9"), {"count": 1, "image": image})
     in_raw, written = threading.Event(), threading.Event()
     slow_raw = broadcast.Feed._latest_raw
 
@@ -664,46 +675,48 @@ def test_a_result_written_while_the_feed_is_busy_is_still_drawn(
 
     monkeypatch.setattr(broadcast.Feed, "_latest_raw", latest_raw)
     good = [100, 100, 300, 400]
-    try:
-        with serve_in_process(pipeline, cfg, monkeypatch) as (port, _app):
+    with (
+        hand_fed_camera(pipeline) as fed,
+        serve_in_process(pipeline, fed.cfg, monkeypatch) as (port, _app),
+    ):
 
-            def write_result() -> None:
-                if in_raw.wait(10):
-                    rc.xadd(keys.results("9"), {"ref": ref, "boxes": json.dumps(good), "people": 1})
-                written.set()
-
-            # The response starts with the first frame, which waits for the result: write it
-            # from another thread.
-            writer = threading.Thread(target=write_result, daemon=True)
-            writer.start()
-            client = MjpegClient(port, "/video?camera=9", timeout=15)
-            try:
-                writer.join(15)
-                assert in_raw.is_set(), "the feed never drew a raw frame"
-                for _ in range(10):
-                    img = client.next_part().image()
-                    if green_mask(img).sum() > 200:
-                        break
-                else:
-                    pytest.fail("a result written while the feed drew a raw frame was never shown")
-                assert green_mask(img)[outline_mask(img.shape, good) > 0].mean() > 0.6
-                # Raw frames follow (no newer result): they keep the count and say its age,
-                # rather than calling a slow detector idle.
-                raw = next(
-                    p.image()
-                    for p in iter(client.next_part, None)
-                    if green_mask(p.image()).sum() < 50
+        def write_result() -> None:
+            if in_raw.wait(10):
+                fed.client.xadd(
+                    keys.results("9"), {"ref": fed.ref, "boxes": json.dumps(good), "people": 1}
                 )
-            finally:
-                client.close()
-            stored = Part({}, image).image()
+            written.set()
 
-            def label_distance(people: int | None, note: str) -> float:
-                expected = broadcast.annotate(stored.copy(), [], people, note)
-                a, b = (cv2.cvtColor(x[0:40, 0:420], cv2.COLOR_BGR2GRAY) for x in (raw, expected))
-                return float(np.abs(a.astype(np.int16) - b).mean())
+        # The response starts with the first frame, which waits for the result: write it
+        # from another thread.
+        writer = threading.Thread(target=write_result, daemon=True)
+        writer.start()
+        client = MjpegClient(port, "/video?camera=9", timeout=15)
+        try:
+            writer.join(15)
+            assert in_raw.is_set(), "the feed never drew a raw frame"
+            for _ in range(10):
+                img = client.next_part().image()
+                if green_mask(img).sum() > 200:
+                    break
+            else:
+                pytest.fail("a result written while the feed drew a raw frame was never shown")
+            assert green_mask(img)[outline_mask(img.shape, good) > 0].mean() > 0.6
+            # Raw frames follow (no newer result): they keep the count and say its age,
+            # rather than calling a slow detector idle.
+            raw = next(
+                img
+                for img in map(Part.image, iter(client.next_part, None))
+                if green_mask(img).sum() < 50
+            )
+        finally:
+            client.close()
+        stored = Part({}, fed.image).image()
 
-            counted = min(label_distance(1, f"counted {age} s ago") for age in range(4))
-            assert counted < 5 < label_distance(None, "detector idle"), counted
-    finally:
-        rc.delete(keys.frames("9"), keys.results("9"))
+        def label_distance(people: int | None, note: str) -> float:
+            expected = broadcast.annotate(stored.copy(), [], people, note)
+            a, b = (cv2.cvtColor(x[0:40, 0:420], cv2.COLOR_BGR2GRAY) for x in (raw, expected))
+            return float(np.abs(a.astype(np.int16) - b).mean())
+
+        counted = min(label_distance(1, f"counted {age} s ago") for age in range(4))
+        assert counted < 5 < label_distance(None, "detector idle"), counted
