@@ -54,7 +54,7 @@ test-image: deps fetch
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check rva services gears models tests
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q tests/test_lint.py -k shellcheck
 

@@ -27,7 +27,9 @@ def dpkg_packages(root: Path) -> dict[str, str]:
 def python_packages(root: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     for metadata in root.glob("opt/rva/venv/lib/python3*/site-packages/*.dist-info/METADATA"):
-        fields = dict(re.findall(r"^(Name|Version): (.*)$", metadata.read_text(errors="replace"), re.M))
+        fields = dict(
+            re.findall(r"^(Name|Version): (.*)$", metadata.read_text(errors="replace"), re.M)
+        )
         if "Name" in fields:
             found[fields["Name"]] = fields.get("Version", "")
     return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
@@ -43,20 +45,40 @@ def sha256(path: Path) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    for name in ("root", "boot", "image", "sums", "board", "description", "version", "suite", "arch",
-                 "boot-dir", "vars"):
+    for name in (
+        "root",
+        "boot",
+        "image",
+        "sums",
+        "board",
+        "description",
+        "version",
+        "suite",
+        "arch",
+        "boot-dir",
+        "vars",
+    ):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--timings", nargs="*", default=[])
-    p.add_argument("--root-filesystems", nargs="*", default=[], help="KIND=tarball the root came from")
+    p.add_argument(
+        "--root-filesystems", nargs="*", default=[], help="KIND=tarball the root came from"
+    )
     a = p.parse_args()
     root, boot, image = Path(a.root), Path(a.boot), Path(a.image)
     sums = dict(line.split()[::-1] for line in Path(a.sums).read_text().splitlines())
-    table = json.loads(subprocess.run(["sfdisk", "--json", str(image)], capture_output=True, text=True,
-                                      check=True).stdout)["partitiontable"]
+    table = json.loads(
+        subprocess.run(
+            ["sfdisk", "--json", str(image)], capture_output=True, text=True, check=True
+        ).stdout
+    )["partitiontable"]
     kernels = sorted(p.name.removeprefix("vmlinuz-") for p in (root / "boot").glob("vmlinuz-*"))
     models = {
-        str(f.relative_to(root / "var/lib/rva/models")): {"bytes": f.stat().st_size, "sha256": sha256(f)}
-        for f in sorted((root / "var/lib/rva/models").rglob("*")) if f.is_file()
+        str(f.relative_to(root / "var/lib/rva/models")): {
+            "bytes": f.stat().st_size,
+            "sha256": sha256(f),
+        }
+        for f in sorted((root / "var/lib/rva/models").rglob("*"))
+        if f.is_file()
     }
     manifest = {
         "name": image.stem,

@@ -28,7 +28,7 @@ for pair in "${ANSIBLE_VARS[@]}"; do
     [ -f "$value" ] && named_files+=("$(realpath "$value")")
 done
 mapfile -t provision_inputs < <(source_files "$REPO/ansible/site.yml" "$REPO/ansible/ansible.cfg" \
-    "$REPO/ansible/roles" "$REPO/rootfs" "$REPO/rva" "$REPO/services" "$REPO/gears" "$REPO/models" \
+    "$REPO/ansible/roles" "$REPO/rootfs" "$REPO/rva" \
     | grep -v -e /rva-firstboot -e /rva-grow -e /rva-mdns-port)
 # The variables go in as text: the work directory's path differs on every build.
 PROVISION_KEY=$(cache_key "$BASE_KEY" "$(cat "$WORK/ansible/vars.json")" -- "$HERE/provision.yml" \

@@ -85,7 +85,7 @@ class Detector:
             scale = min(spec.width / w, spec.height / h)
             nw, nh = round(w * scale), round(h * scale)
             pad_x, pad_y = (spec.width - nw) // 2, (spec.height - nh) // 2
-            canvas = np.full((spec.height, spec.width, 3), 127, dtype=np.uint8)
+            canvas: np.ndarray = np.full((spec.height, spec.width, 3), 127, dtype=np.uint8)
             canvas[pad_y : pad_y + nh, pad_x : pad_x + nw] = cv2.resize(
                 frame, (nw, nh), interpolation=cv2.INTER_LINEAR
             )

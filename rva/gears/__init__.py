@@ -13,7 +13,7 @@ from rva.plugins import discover
 
 log = logging.getLogger(__name__)
 unavailable: dict[str, str] = {}
-GEAR_TYPES = discover(__name__, __path__, Gear, unavailable)
+GEAR_TYPES = discover(__name__, __path__, Gear, unavailable)  # type: ignore[type-abstract]
 for _name, _why in unavailable.items():
     log.warning("gear module %s unavailable: %s", _name, _why)
 

@@ -14,7 +14,7 @@ from rva.plugins import discover
 
 log = logging.getLogger(__name__)
 _unavailable: dict[str, str] = {}
-BACKENDS = discover(__name__, __path__, Backend, _unavailable)
+BACKENDS = discover(__name__, __path__, Backend, _unavailable)  # type: ignore[type-abstract]
 
 
 def get(type_key: str) -> type[Backend]:
