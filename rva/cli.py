@@ -228,17 +228,9 @@ def _detector(args: argparse.Namespace, cfg: Config) -> Detector:
     from rva.models import manifest, store
     from rva.models.detector import Detector
 
-    bundle = store.from_cache(
-        manifest.load(args.model or cfg.gear.model), store.cache_dir(args.model_cache)
-    )
-    return Detector(
-        bundle,
-        backend=args.backend or cfg.gear.backend,
-        device=cfg.gear.device,
-        threads=cfg.gear.threads,
-        score_threshold=cfg.gear.score_threshold,
-        nms_threshold=cfg.gear.nms_threshold,
-    )
+    settings = config.gear_settings(cfg, model=args.model, backend=args.backend)
+    bundle = store.from_cache(manifest.load(settings.model), store.cache_dir(args.model_cache))
+    return Detector.from_settings(bundle, settings)
 
 
 def cmd_count(args: argparse.Namespace, cfg: Config) -> int:

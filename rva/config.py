@@ -69,7 +69,17 @@ class CameraSection(Section):
     )
 
 
+def _one_of(kind: str, value: str, known: list[str]) -> str:
+    if value not in known:
+        raise ValueError(f"unknown {kind} {value!r} (known: {', '.join(sorted(known)) or 'none'})")
+    return value
+
+
 class GearSection(Section):
+    """The gear's settings: validated here once, stored as they are in each gear's registration
+    (rva:gears), and read back by every worker on any host."""
+
+    type: str = Field(const.DEFAULT_GEAR, title="Gear type (a module of rva/gears)")
     model: str = Field(const.DEFAULT_MODEL, title="Model name from rva models list", min_length=1)
     backend: str = Field("opencv", title="Inference backend: opencv or onnxruntime")
     device: Literal["cpu", "cuda"] = Field("cpu", title="Where the backend runs the model")
@@ -81,6 +91,29 @@ class GearSection(Section):
     )
     results_maxlen: int = Field(1000, title="Results kept in camera:<id>:yolo", ge=10, le=100_000)
     threads: int = Field(0, title="Inference threads (0 = backend default)", ge=0, le=64)
+
+    # Plugin names are checked when the file loads, so a typo fails `rva config check` instead
+    # of leaving rva-gears waiting for a model forever.
+    @field_validator("type")
+    @classmethod
+    def _known_gear(cls, value: str) -> str:
+        from rva.gears import GEAR_TYPES
+
+        return _one_of("gear type", value, list(GEAR_TYPES))
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from rva.models import manifest
+
+        return _one_of("model", value, manifest.available())
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from rva.models.backends import BACKENDS
+
+        return _one_of("backend (or its runtime is not installed)", value, list(BACKENDS))
 
 
 class TimeSeriesSection(Section):
@@ -157,14 +190,26 @@ def parse(text: str, file: Path | str = "<config>") -> Config:
         raise ConfigError("\n".join(_describe(file, err) for err in exc.errors())) from None
 
 
-def _describe(file: Path | str, err: Any) -> str:
-    key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+def _describe(file: Path | str, err: Any, prefix: str = "") -> str:
+    key = prefix + (".".join(str(part) for part in err["loc"]) or "(top level)")
     if err["type"] == "extra_forbidden":
         return f"{file}: {key}: unknown key"
     reason = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
     shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
     return f"{file}: {key}: {reason}{shown}"
+
+
+def gear_settings(cfg: Config, **options: str | None) -> GearSection:
+    """The gear settings with command-line options (--model, --backend) laid over them, checked
+    like the file: a wrong name is an error that names the option."""
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        return GearSection.model_validate({**cfg.gear.model_dump(), **given})
+    except ValidationError as exc:
+        raise ConfigError(
+            "\n".join(_describe("command line", e, prefix="--") for e in exc.errors())
+        ) from None
 
 
 def redis_url(cfg: Config, override: str | None = None) -> str:

@@ -42,6 +42,12 @@ def latest(camera: str) -> str:
     return f"camera:{camera}:latest"
 
 
+def id_ms(entry_id: bytes | str) -> int:
+    """A stream id's milliseconds part: the time Redis (or the writer) stamped the entry."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.split("-", 1)[0])
+
+
 def model(name: str) -> str:
     """Hash: manifest (JSON) and one field per model file (bytes)."""
     return f"rva:model:{name}"

@@ -34,6 +34,20 @@ def test_shipped_default_config_is_valid() -> None:
             "/etc/rva/rva.toml: cameras.0.width: Input should be a valid integer",
         ),
         ("[gear]\nscore_threshold = 1.5", "/etc/rva/rva.toml: gear.score_threshold:"),
+        (
+            '[gear]\nbackend = "onnx"',
+            "/etc/rva/rva.toml: gear.backend: unknown backend (or its runtime is not installed)"
+            " 'onnx' (known: onnxruntime, opencv)",
+        ),
+        (
+            '[gear]\nmodel = "nonexistent-model"',
+            "/etc/rva/rva.toml: gear.model: unknown model 'nonexistent-model'"
+            " (known: ssdlite-person, yolov3-tiny)",
+        ),
+        (
+            '[gear]\ntype = "car_counter"',
+            "/etc/rva/rva.toml: gear.type: unknown gear type 'car_counter' (known: people_counter)",
+        ),
         ('[redis]\nurl = "http://x"', "/etc/rva/rva.toml: redis.url: must start with redis://"),
         (
             '[cameras.0]\nrate = "fast"',
@@ -91,3 +105,10 @@ def test_rva_config_env_points_at_the_file(tmp_path: Path) -> None:
     res = rva("config", "show", env={"RVA_CONFIG": str(cfg)})
     assert res.returncode == 0, res.stderr
     assert '"port": 8080' in res.stdout
+
+
+def test_command_line_model_and_backend_are_checked_like_the_file() -> None:
+    res = rva("count", "x.mp4", "--backend", "tensorrt")
+    assert res.returncode != 0
+    assert "command line: --backend: unknown backend" in res.stderr
+    assert "Traceback" not in res.stderr

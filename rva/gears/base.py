@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from rva import keys
-from rva.config import Config
+from rva.config import Config, GearSection
 
 
 class GearError(Exception):
@@ -21,19 +21,19 @@ class GearError(Exception):
 
 @dataclass(frozen=True)
 class Registration:
-    """Everything a worker on any host needs to run one gear on one camera."""
+    """Everything a worker on any host needs to run one gear on one camera: the camera and the
+    gear settings of rva.toml, stored in rva:gears as one flat JSON object."""
 
-    type: str
     camera: str
-    group: str
-    model: str
-    backend: str = "opencv"
-    device: str = "cpu"
-    score_threshold: float = 0.4
-    nms_threshold: float = 0.45
-    claim_idle_ms: int = 10_000
-    results_maxlen: int = 1000
-    threads: int = 0
+    settings: GearSection
+
+    @property
+    def type(self) -> str:
+        return self.settings.type
+
+    @property
+    def group(self) -> str:
+        return self.settings.group
 
     @property
     def id(self) -> str:
@@ -44,30 +44,20 @@ class Registration:
         return keys.frames(self.camera)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps({"camera": self.camera, **self.settings.model_dump()}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Registration:
+        """Read a registration; keys this version does not know (a newer worker wrote it) are
+        ignored, and the settings are validated like the config file."""
         data: dict[str, Any] = json.loads(text)
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        camera = str(data.pop("camera"))
+        known = {k: v for k, v in data.items() if k in GearSection.model_fields}
+        return cls(camera, GearSection.model_validate(known))
 
     @classmethod
-    def from_config(cls, gear_type: str, camera: str, cfg: Config) -> Registration:
-        g = cfg.gear
-        return cls(
-            type=gear_type,
-            camera=camera,
-            group=g.group,
-            model=g.model,
-            backend=g.backend,
-            device=g.device,
-            score_threshold=g.score_threshold,
-            nms_threshold=g.nms_threshold,
-            claim_idle_ms=g.claim_idle_ms,
-            results_maxlen=g.results_maxlen,
-            threads=g.threads,
-        )
+    def from_config(cls, camera: str, cfg: Config) -> Registration:
+        return cls(camera, cfg.gear)
 
 
 @dataclass(frozen=True)
@@ -79,7 +69,7 @@ class Entry:
 
     @property
     def timestamp_ms(self) -> int:
-        return int(self.id.split("-", 1)[0])
+        return keys.id_ms(self.id)
 
 
 @dataclass
@@ -93,6 +83,11 @@ class Result:
 
 class Gear(ABC):
     type_key: ClassVar[str]
+
+    @classmethod
+    def results_key(cls, camera: str) -> str:
+        """The stream this gear type writes its results to: camera:<id>:<type>."""
+        return keys.series(camera, cls.type_key)
 
     def __init__(self, registration: Registration, model_loader: Any) -> None:
         self.registration = registration

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from rva import keys
 from rva.gears.base import Entry, Gear, GearError, Registration, Result
 from rva.models.detector import Detector
 from rva.models.store import ModelBundle
@@ -39,19 +40,16 @@ def decode_frame(entry: Entry) -> np.ndarray:
 class PeopleCounter(Gear):
     type_key = "people_counter"
 
+    @classmethod
+    def results_key(cls, camera: str) -> str:
+        return keys.results(camera)  # the seed's camera:<id>:yolo, so its tools still work
+
     def __init__(
         self, registration: Registration, model_loader: Callable[[str], ModelBundle]
     ) -> None:
         super().__init__(registration, model_loader)
-        r = registration
-        self.detector = Detector(
-            model_loader(r.model),
-            backend=r.backend,
-            device=r.device,
-            threads=r.threads,
-            score_threshold=r.score_threshold,
-            nms_threshold=r.nms_threshold,
-        )
+        settings = registration.settings
+        self.detector = Detector.from_settings(model_loader(settings.model), settings)
 
     def handle(self, entry: Entry) -> Result:
         t0 = time.perf_counter()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from rva.config import GearSection
 from rva.models import backends
 from rva.models.manifest import ModelError
 from rva.models.store import ModelBundle
@@ -77,6 +78,18 @@ class Detector:
         self.backend = backend_cls(bundle, device=device, threads=threads)
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
+
+    @classmethod
+    def from_settings(cls, bundle: ModelBundle, settings: GearSection) -> Detector:
+        """The one way services build a detector: from the gear settings of rva.toml."""
+        return cls(
+            bundle,
+            backend=settings.backend,
+            device=settings.device,
+            threads=settings.threads,
+            score_threshold=settings.score_threshold,
+            nms_threshold=settings.nms_threshold,
+        )
 
     def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, Transform]:
         spec = self.manifest.input

@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 
 import redis
 
-from rva import keys
+from rva import keys, schema
 from rva.config import Config
 from rva.connection import TRANSIENT, Backoff, connect, timeseries_available, wait_for_redis
 from rva.gears import GEAR_TYPES, Entry, Gear, GearError, Registration, Result
 from rva.models import store
 from rva.models.store import ModelBundle
 from rva.runtime import Runtime
-from rva.services import init
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +79,13 @@ class Worker:
             # with what we know (restore() writes it back); removing a camera is done by
             # `rva init`, which leaves the others registered.
             return [s.registration for s in self.gears.values()]
-        return sorted((Registration.from_json(v) for v in raw.values()), key=lambda r: r.id)
+        regs = []
+        for gear_id, text in raw.items():
+            try:
+                regs.append(Registration.from_json(text))
+            except (ValueError, KeyError) as exc:  # pydantic's ValidationError is a ValueError
+                log.error("gear %s cannot run on this worker: %s", gear_id.decode(), exc)
+        return sorted(regs, key=lambda r: r.id)
 
     def prepare(self) -> None:
         """(Re)build gears from the registrations; idempotent, cheap when nothing changed."""
@@ -92,7 +97,8 @@ class Worker:
                 if gear_cls is None:
                     log.error("gear %s: unknown type %s; skipped", reg.id, reg.type)
                     continue
-                log.info("gear %s: model %s on %s/%s", reg.id, reg.model, reg.backend, reg.device)
+                g = reg.settings
+                log.info("gear %s: model %s on %s/%s", reg.id, g.model, g.backend, g.device)
                 self.gears[reg.stream] = GearState(reg, gear_cls(reg, self.load_model))
         for stream in set(self.gears) - {r.stream for r in regs}:
             log.info("gear on %s unregistered; stopping it", stream)
@@ -104,10 +110,10 @@ class Worker:
         self.timeseries = timeseries_available(self.client)
         for state in self.gears.values():
             reg = state.registration
-            init.ensure_group(self.client, reg.stream, reg.group)
+            schema.ensure_group(self.client, reg.stream, reg.group)
             self.client.hsetnx(keys.GEARS, reg.id, reg.to_json())
             if self.timeseries and not self.client.exists(keys.series(reg.camera, "people")):
-                init.ensure_timeseries(self.client, reg.camera, self.cfg)
+                schema.ensure_timeseries(self.client, reg.camera, self.cfg)
 
     # -- the loop -------------------------------------------------------------------------
     def step(self, block_ms: int = 1000) -> int:
@@ -144,14 +150,14 @@ class Worker:
     def reclaim(self, state: GearState) -> int:
         reg = state.registration
         now = time.monotonic()
-        if now - state.last_claim < reg.claim_idle_ms / 2000:
+        if now - state.last_claim < reg.settings.claim_idle_ms / 2000:
             return 0
         state.last_claim = now
         _next, claimed, deleted = self.client.xautoclaim(
             reg.stream,
             reg.group,
             self.consumer,
-            min_idle_time=reg.claim_idle_ms,
+            min_idle_time=reg.settings.claim_idle_ms,
             start_id="0-0",
             count=READ_BATCH,
         )
@@ -182,10 +188,10 @@ class Worker:
             self.count(keys.ERRORS, reg.camera, exc.kind)
             return 0
         store_at = time.perf_counter()
-        args: list[str | int] = [reg.group, self.consumer, entry.id, reg.results_maxlen]
+        args: list[str | int] = [reg.group, self.consumer, entry.id, reg.settings.results_maxlen]
         for name, value in {**result.fields, "worker": self.consumer}.items():
             args += [name, value]
-        owned = self.commit(keys=[reg.stream, keys.results(reg.camera)], args=args)
+        owned = self.commit(keys=[reg.stream, state.gear.results_key(reg.camera)], args=args)
         if not owned:
             log.warning(
                 "gear %s: %s was reclaimed by another worker; result dropped", reg.id, entry.id
@@ -217,7 +223,7 @@ class Worker:
         in_fps = self.input_rate(state, entry)
         if in_fps is not None:
             samples["in_fps"] = in_fps
-        out_fps = self.output_rate(reg)
+        out_fps = self.output_rate(state)
         if out_fps is not None:
             samples["out_fps"] = out_fps
         samples = {k: round(float(v), 3) for k, v in samples.items()}
@@ -243,12 +249,13 @@ class Worker:
             return None
         return (count - last[0]) * 1000.0 / (entry.timestamp_ms - last[1])
 
-    def output_rate(self, reg: Registration, window: int = 10) -> float | None:
+    def output_rate(self, state: GearState, window: int = 10) -> float | None:
         """Results per second over the last few results, whichever worker wrote them."""
-        recent = self.client.xrevrange(keys.results(reg.camera), count=window)
+        results = state.gear.results_key(state.registration.camera)
+        recent = self.client.xrevrange(results, count=window)
         if len(recent) < 2:
             return None
-        newest, oldest = (int(r[0].split(b"-")[0]) for r in (recent[0], recent[-1]))
+        newest, oldest = (keys.id_ms(r[0]) for r in (recent[0], recent[-1]))
         return (len(recent) - 1) * 1000.0 / max(newest - oldest, 1)
 
     def count(self, key: str, camera: str, what: str, n: int = 1) -> None:

@@ -23,9 +23,7 @@ def _decode(raw: dict[bytes, bytes]) -> dict[str, str]:
 def _id_ms(entry_id: bytes | str | None) -> int | None:
     if not entry_id:
         return None
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    ms = int(text.split("-", 1)[0])
-    return ms or None
+    return keys.id_ms(entry_id) or None
 
 
 @dataclass

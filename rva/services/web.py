@@ -162,7 +162,7 @@ def people_history(client: redis.Redis, camera: str, minutes: float) -> dict[str
     buckets: dict[int, list[int]] = {}
     for _id, fields in entries:
         try:
-            t = int(fields.get(b"ref", _id).decode().split("-")[0])
+            t = keys.id_ms(fields.get(b"ref", _id))
             people = int(fields.get(b"people", 0))
         except (ValueError, UnicodeDecodeError):
             continue  # a malformed entry: skipped, as the gears skip bad input
