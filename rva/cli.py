@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -20,21 +21,28 @@ if TYPE_CHECKING:
 log = logging.getLogger("rva")
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(default: object = None) -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name. The copies in the commands
+    default to SUPPRESS, so that `rva --config F status` keeps F instead of resetting it."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
         metavar="FILE",
+        default=default,
         help=f"config file (default {const.CONFIG_PATH}, or $RVA_CONFIG)",
     )
-    common.add_argument("-u", "--url", help="Redis URL (default: $RVA_REDIS_URL, then redis.url)")
-    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    common.add_argument(
+        "-u", "--url", default=default, help="Redis URL (default: $RVA_REDIS_URL, then redis.url)"
+    )
+    common.add_argument(
+        "--log-level", default=default, choices=["debug", "info", "warning", "error"]
+    )
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _common()
-    parser = argparse.ArgumentParser(prog="rva", description=__doc__, parents=[common])
+    common = _common(argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(prog="rva", description=__doc__, parents=[_common()])
     parser.add_argument("--version", action="version", version=f"rva {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -61,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("gears", "run the registered gears (a consumer-group worker)")
     p.add_argument("--max-entries", type=int, default=0, help="stop after N processed frames")
+    p.add_argument(
+        "--no-stages",
+        action="store_true",
+        help="detect only; leave tracking and counting to other workers or `rva stages`",
+    )
+
+    add("stages", "run tracking and counting (lines, zones) for cameras that have them")
 
     p = add("web", "serve the live view, /metrics and /healthz")
     p.add_argument("--host")
@@ -88,9 +103,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=int, default=1, help="process every Nth frame")
     p.add_argument("--limit", type=int, default=0, help="stop after N processed frames")
     p.add_argument("--json", action="store_true", help="one JSON object per processed frame")
+    p.add_argument(
+        "-c",
+        "--camera",
+        default=None,
+        help="count this camera's lines and zones (tracks, crossings, occupancy; a summary last)",
+    )
     p.add_argument("--model-cache")
 
-    p = add("bench", "measure the bare detector loop and the full Redis pipeline in one run")
+    # bench starts a private redis-server of its own: every common option but -u/--url.
+    bench_common = argparse.ArgumentParser(add_help=False)
+    for action in common._actions:
+        if action.dest != "url":
+            bench_common._add_action(action)
+    bench_help = "measure the bare detector loop and the full Redis pipeline in one run"
+    p = sub.add_parser(
+        "bench",
+        help=bench_help,
+        parents=[bench_common],
+        description=f"{bench_help}. The pipeline runs on a private redis-server that bench "
+        "starts and removes ($RVA_REDIS_SERVER, else redis-server on PATH or in $RVA_CACHE, "
+        "with $RVA_REDIS_TS_MODULE or the redistimeseries.so beside it), so a running "
+        "appliance is neither disturbed nor counted; bench takes no Redis URL (-u/--url, "
+        "$RVA_REDIS_URL). The JSON report also gives the machine's load before and after, and "
+        "a warning on stderr says when other processes used enough CPU to skew the figures.",
+    )
+    p.add_argument("-u", "--url", help=argparse.SUPPRESS)  # refused with a message, not ignored
     p.add_argument("--seconds", type=float, default=20.0, help="duration of each phase")
     p.add_argument("--model", default=None)
     p.add_argument("--backend", default=None)
@@ -132,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `rva ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 # -- command handlers (imports are local: each service pays only for what it uses) ----------
@@ -166,7 +207,7 @@ def cmd_capture(args: argparse.Namespace, cfg: Config) -> int:
     if camera_id in cfg.cameras:
         cam = cfg.cameras[camera_id]
     elif args.source:  # an ad-hoc camera given on the command line, as the seed's capture.py
-        cam = config.CameraSection(source=args.source)
+        cam = config.CameraSection()  # its source is one of the overrides, checked below
     else:
         cam = cfg.camera(camera_id)  # raises: unknown camera, naming the configured ones
     capture.run(
@@ -187,7 +228,15 @@ def cmd_gears(args: argparse.Namespace, cfg: Config) -> int:
         cfg,
         runtime=_runtime("gears"),
         max_entries=args.max_entries,
+        stages=not args.no_stages,
     )
+    return 0
+
+
+def cmd_stages(args: argparse.Namespace, cfg: Config) -> int:
+    from rva.services import stages
+
+    stages.run(config.redis_url(cfg, args.url), cfg, runtime=_runtime("stages"))
     return 0
 
 
@@ -238,9 +287,24 @@ def cmd_count(args: argparse.Namespace, cfg: Config) -> int:
 
     if args.every < 1:
         raise ConfigError("--every must be at least 1")
+    counter = None
+    if args.camera is not None:
+        from rva.stages.counting import counter_for
+
+        section = cfg.camera(args.camera)
+        if not (section.lines or section.zones):
+            raise ConfigError(
+                f"{config.config_path(args.config)}: cameras.{args.camera} has no lines or zones"
+            )
+        counter = counter_for(section, cfg)
     try:
         count.run(
-            _detector(args, cfg), args.source, every=args.every, as_json=args.json, limit=args.limit
+            _detector(args, cfg),
+            args.source,
+            every=args.every,
+            as_json=args.json,
+            limit=args.limit,
+            counter=counter,
         )
     except count.CountError as exc:
         print(f"rva: error: {exc}", file=sys.stderr)
@@ -251,7 +315,18 @@ def cmd_count(args: argparse.Namespace, cfg: Config) -> int:
 def cmd_bench(args: argparse.Namespace, cfg: Config) -> int:
     from rva.services import bench
 
-    report = bench.run(args, cfg, config.redis_url(cfg, args.url))
+    if getattr(args, "url", None):
+        print(
+            "rva bench: -u/--url is not used: bench runs the pipeline on a private redis-server "
+            "of its own (see rva bench --help)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        report = bench.run(args, cfg)
+    except bench.BenchError as exc:
+        print(f"rva bench: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(report, indent=2))
     return 0
 
@@ -300,6 +375,7 @@ def _runtime(service: str) -> Runtime:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
     "capture": cmd_capture,
     "gears": cmd_gears,
+    "stages": cmd_stages,
     "web": cmd_web,
     "init": cmd_init,
     "status": cmd_status,

@@ -47,14 +47,71 @@ class RedisSection(Section):
         return value
 
 
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+Point = tuple[float, float]
+# Coordinates are source-frame pixels; nothing RVA captures is larger (the gear refuses more).
+MAX_COORDINATE = 8192
+
+
+def _sane(points: list[Point]) -> None:
+    for x, y in points:
+        if not (0 <= x <= MAX_COORDINATE and 0 <= y <= MAX_COORDINATE):
+            raise ValueError(
+                f"point ({x:g}, {y:g}) is outside any frame (pixels, 0 to {MAX_COORDINATE})"
+            )
+
+
+class LineSection(Section):
+    """A counting line: a track whose feet go from one side of the segment to the other,
+    within its ends, is counted once, as `in` when it ends up on in_side's side."""
+
+    points: list[Point] = Field(title="The segment's two ends, in source-frame pixels")
+    in_side: Point = Field(title="Any point on the side people are on after coming in")
+
+    @model_validator(mode="after")
+    def _usable(self) -> LineSection:
+        from rva.analytics.geometry import check_line
+
+        _sane([*self.points, self.in_side])
+        check_line(self.points, self.in_side)
+        return self
+
+
+class ZoneSection(Section):
+    """An area: occupancy (tracks whose feet are inside) and dwell time of those who leave."""
+
+    polygon: list[Point] = Field(title="Corners in order, in source-frame pixels")
+
+    @model_validator(mode="after")
+    def _usable(self) -> ZoneSection:
+        from rva.analytics.geometry import check_polygon
+
+        _sane(self.polygon)
+        check_polygon(self.polygon)
+        return self
+
+
 class CameraSection(Section):
     source: str = Field(
-        "picamera",
-        title="picamera[:N], /dev/videoN (or a plain index), jetson-csi[:N], gst:<pipeline>, "
+        "auto",
+        title="auto (a CSI camera libcamera sees, else the first V4L2 capture device), "
+        "picamera[:N], /dev/videoN (or a plain index), jetson-csi[:N], gst:<pipeline>, "
         "rtsp:// or http(s):// URL, "
         "a video file (looped) or a still image",
         min_length=1,
     )
+
+    @field_validator("source")
+    @classmethod
+    def _source_can_work(cls, value: str) -> str:
+        # A source this system can never open is a config error, not a retry loop in capture.
+        if re.fullmatch(r"picamera(:\d+)?", value):
+            from rva.services.sources import picamera_problem
+
+            if problem := picamera_problem():
+                raise ValueError(problem)
+        return value
+
     width: int = Field(640, title="Frame width in pixels", ge=32, le=4096)
     height: int = Field(480, title="Frame height in pixels", ge=32, le=4096)
     fps: float = Field(15.0, title="Frames per second to capture", gt=0, le=120)
@@ -67,6 +124,8 @@ class CameraSection(Section):
         False,
         title="Scale every frame to width x height (files and URLs keep their size otherwise)",
     )
+    lines: dict[Name, LineSection] = Field(default_factory=dict, title="Counting lines by name")
+    zones: dict[Name, ZoneSection] = Field(default_factory=dict, title="Zones by name")
 
 
 def _one_of(kind: str, value: str, known: list[str]) -> str:
@@ -116,6 +175,19 @@ class GearSection(Section):
         return _one_of("backend (or its runtime is not installed)", value, list(BACKENDS))
 
 
+class AnalyticsSection(Section):
+    """Tracking, counting lines and zones, for cameras that have lines or zones."""
+
+    enabled: bool = Field(True, title="Run the counting stage for cameras with lines or zones")
+    max_miss_ms: int = Field(
+        1500, title="A person missed this long keeps the track id", ge=100, le=60_000
+    )
+    min_hits: int = Field(3, title="Detections before a track counts", ge=1, le=30)
+    events_maxlen: int = Field(
+        10_000, title="Events kept in camera:<id>:events (approximate)", ge=10, le=1_000_000
+    )
+
+
 class TimeSeriesSection(Section):
     retention_hours: float = Field(
         48, title="How long raw samples (people, fps, stage ms) are kept", gt=0, le=24 * 366
@@ -142,6 +214,7 @@ class Config(Section):
     gear: GearSection = GearSection()
     timeseries: TimeSeriesSection = TimeSeriesSection()
     web: WebSection = WebSection()
+    analytics: AnalyticsSection = AnalyticsSection()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @model_validator(mode="after")

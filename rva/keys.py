@@ -55,3 +55,41 @@ def model(name: str) -> str:
 
 def gear_id(gear: str, camera: str) -> str:
     return f"{gear}:{camera}"
+
+
+# -- counting analytics (the per-camera stage after detection) ---------------------------------
+LINE_DIRECTIONS = ("in", "out")
+# Rollups of crossings (sums) and occupancy (avg, max): name suffix -> bucket in ms.
+LINE_ROLLUPS = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
+ZONE_ROLLUPS = {"1m": 60_000, "1h": 3_600_000}
+
+
+def line_series(camera: str, line: str, direction: str) -> str:
+    """Crossings of a line in one direction: one sample per frame that had any, at its time."""
+    return f"camera:{camera}:line:{line}:{direction}"
+
+
+def zone_series(camera: str, zone: str, metric: str) -> str:
+    """metric: occupancy (per processed frame) or dwell_s (one sample per track that left)."""
+    return f"camera:{camera}:zone:{zone}:{metric}"
+
+
+def events(camera: str) -> str:
+    """Stream of crossings and zone enter/leave: track, kind, name, direction, t, dwell_s."""
+    return f"camera:{camera}:events"
+
+
+def counts(camera: str) -> str:
+    """Hash: line:<name>:<dir> (since install), line:<name>:<dir>:today, day, zone:<name> (now),
+    ts (the newest counted frame) — what the page, /metrics and MQTT show."""
+    return f"camera:{camera}:counts"
+
+
+def stage_state(camera: str, stage: str) -> str:
+    """Hash: last (results-stream id processed), ref (its frame id), state (JSON)."""
+    return f"camera:{camera}:stage:{stage}"
+
+
+def stage_lease(camera: str, stage: str) -> str:
+    """String: the one instance allowed to run this stage for this camera (expires)."""
+    return f"camera:{camera}:stage:{stage}:lease"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 import cv2
 import numpy as np
 
+from rva.analytics.counting import Counter, FrameOutcome
 from rva.models.detector import Detections, Detector
 from rva.services.sources import IMAGE_SUFFIXES
 
@@ -44,6 +46,16 @@ def frames(source: str) -> Iterator[tuple[int, np.ndarray]]:
         cap.release()
 
 
+def video_fps(source: str) -> float:
+    """The file's own frame rate (10 if it does not say), for the frames' timestamps."""
+    if Path(source).suffix.lower() in IMAGE_SUFFIXES:
+        return 10.0
+    cap = cv2.VideoCapture(source)
+    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+    cap.release()
+    return fps if 1.0 <= fps <= 240.0 else 10.0
+
+
 def count(
     detector: Detector, source: str, *, every: int = 1, limit: int = 0
 ) -> Iterator[tuple[int, Detections]]:
@@ -57,6 +69,29 @@ def count(
             return
 
 
+@dataclass
+class Summary:
+    """What a run counted: crossings per line, occupancy per zone."""
+
+    frames: int = 0
+    lines: dict[str, dict[str, int]] = field(default_factory=dict)
+    occupancy: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, outcome: FrameOutcome) -> None:
+        for event in outcome.events:
+            if event.kind == "line":
+                self.lines[event.name][event.direction] += 1
+        for zone, n in outcome.occupancy.items():
+            self.occupancy[zone].append(n)
+
+    def as_dict(self) -> dict[str, object]:
+        zones = {
+            name: {"max": max(v, default=0), "mean": round(sum(v) / len(v), 3) if v else 0.0}
+            for name, v in self.occupancy.items()
+        }
+        return {"frames": self.frames, "lines": self.lines, "zones": zones}
+
+
 def run(
     detector: Detector,
     source: str,
@@ -64,21 +99,51 @@ def run(
     every: int,
     as_json: bool,
     limit: int = 0,
+    counter: Counter | None = None,
     out: TextIO = sys.stdout,
-) -> int:
-    total, n = 0, 0
+) -> Summary:
+    """Print one line per processed frame; with a counter, tracks and events too, and the
+    summary (as JSON, the last line) at the end."""
+    summary = Summary()
+    if counter:
+        summary.lines = {line.name: {"in": 0, "out": 0} for line in counter.lines}
+        summary.occupancy = {zone.name: [] for zone in counter.zones}
+    frame_ms = 1000.0 / video_fps(source)
+    total = 0
     for index, found in count(detector, source, every=every, limit=limit):
-        n += 1
+        summary.frames += 1
         total += found.people
+        row: dict[str, object] = {"frame": index, "people": found.people}
+        row["boxes"] = found.as_rows()
+        if counter:
+            boxes = [tuple(float(v) for v in box) for box in found.boxes]
+            outcome = counter.step(boxes, round(index * frame_ms))  # type: ignore[arg-type]
+            summary.add(outcome)
+            row["tracks"] = [
+                [t.id, *(round(v, 1) for v in t.box)] for t in outcome.tracks if not t.misses
+            ]
+            row["events"] = [
+                {k: v for k, v in vars(e).items() if v is not None} for e in outcome.events
+            ]
+            row["occupancy"] = outcome.occupancy
         if as_json:
-            out.write(
-                json.dumps({"frame": index, "people": found.people, "boxes": found.as_rows()})
-                + "\n"
-            )
+            out.write(json.dumps(row) + "\n")
         else:
-            out.write(f"frame {index}: {found.people} people\n")
+            extra = (
+                "".join(f", {e.name} {e.direction}" for e in outcome.events if e.kind == "line")
+                if counter
+                else ""
+            )
+            out.write(f"frame {index}: {found.people} people{extra}\n")
         out.flush()
-    if not as_json:
-        mean = total / n if n else 0.0
-        out.write(f"{n} frames, {mean:.2f} people per frame on average\n")
-    return n
+    if as_json:
+        if counter:
+            out.write(json.dumps({"summary": summary.as_dict()}) + "\n")
+    else:
+        mean = total / summary.frames if summary.frames else 0.0
+        out.write(f"{summary.frames} frames, {mean:.2f} people per frame on average\n")
+        for name, dirs in summary.lines.items():
+            out.write(f"line {name}: {dirs['in']} in, {dirs['out']} out\n")
+        for name, z in summary.as_dict()["zones"].items():  # type: ignore[attr-defined]
+            out.write(f"zone {name}: at most {z['max']}, {z['mean']:.2f} on average\n")
+    return summary

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -27,6 +28,7 @@ from rva.gears import GEAR_TYPES, Entry, Gear, GearError, Registration, Result
 from rva.models import store
 from rva.models.store import ModelBundle
 from rva.runtime import Runtime
+from rva.stages.runner import StageRunner
 
 log = logging.getLogger(__name__)
 
@@ -270,12 +272,23 @@ class Worker:
         return f"{'; '.join(parts) or 'no gears registered'} ({ts})"
 
 
-def run(url: str, cfg: Config, *, runtime: Runtime | None = None, max_entries: int = 0) -> int:
-    """Work until stopped (or after ``max_entries`` processed entries, for tests and bench)."""
+def run(
+    url: str,
+    cfg: Config,
+    *,
+    runtime: Runtime | None = None,
+    max_entries: int = 0,
+    stages: bool = True,
+) -> int:
+    """Work until stopped (or after ``max_entries`` processed entries, for tests and bench).
+
+    With ``stages``, the worker also stands in for the per-camera stages (tracking, counting)
+    and runs those whose lease it holds between frames."""
     runtime = runtime or Runtime("gears")
     client = connect(url, name="rva-gears")
     wait_for_redis(client, tick=runtime.tick)
     worker = Worker(client, cfg, runtime)
+    runner = StageRunner(client, cfg) if stages else None
     backoff = Backoff()
     while not runtime.stop.is_set():  # wait for registrations (rva init) and the model
         try:
@@ -295,17 +308,26 @@ def run(url: str, cfg: Config, *, runtime: Runtime | None = None, max_entries: i
     runtime.notifier.ready(worker.status_line())
     if not worker.timeseries:
         log.warning("RedisTimeSeries is not available: time series are OFF")
-    processed, last_refresh = 0, time.monotonic()
+    processed, last_refresh, stages_ready = 0, time.monotonic(), False
     while not runtime.stop.is_set() and not (max_entries and processed >= max_entries):
         try:
             processed += worker.step()
+            if runner:
+                if not stages_ready:
+                    runner.prepare()
+                    stages_ready = True
+                runner.step()
             if time.monotonic() - last_refresh > 10:
                 worker.prepare()
+                if runner:
+                    runner.prepare()
                 last_refresh = time.monotonic()
             backoff.reset()
-            runtime.tick(worker.status_line())
+            runtime.tick(worker.status_line() + (f"; {runner.status_line()}" if runner else ""))
             runtime.beat(client)
         except TRANSIENT as exc:
+            if runner:
+                runner.lost_redis()
             runtime.tick(f"Redis unreachable: {exc}")
             backoff.wait(f"Redis unreachable ({exc})", tick=runtime.tick)
             try:
@@ -318,4 +340,7 @@ def run(url: str, cfg: Config, *, runtime: Runtime | None = None, max_entries: i
                 raise
             log.warning("consumer group missing (Redis restarted empty?); recreating")
             worker.prepare()
+    if runner:
+        with contextlib.suppress(*TRANSIENT):
+            runner.release()
     return processed

@@ -3,7 +3,9 @@
 1. the model (manifest + file bytes) into Redis, so gear workers on any host can load it;
 2. the time series of every camera, with labels (camera, __name__), retention and
    avg/min/max rollups of the people count over 1, 5 and 15 real minutes;
-3. the gear registrations (stream, model, thresholds) in rva:gears.
+3. the series of the counting lines and zones of every camera that has them (their rollups:
+   crossings summed per minute, hour and day; occupancy avg/max per minute and hour);
+4. the gear registrations (stream, model, thresholds) in rva:gears.
 Without RedisTimeSeries step 2 is skipped and the appliance runs with counts in the results
 stream only; that state is recorded in rva:timeseries for `rva status` and /healthz.
 """
@@ -19,6 +21,7 @@ from rva.config import Config
 from rva.gears.base import Registration
 from rva.models import manifest as manifests
 from rva.models import store
+from rva.stages.runner import StageRunner
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,9 @@ def run(client: redis.Redis, cfg: Config, model_cache: str | None = None) -> dic
             "RedisTimeSeries is not available: time series are OFF; "
             "counts stay in camera:<id>:yolo only"
         )
+    # The stages' series (counting lines and zones), for every camera that has them.
+    stages = StageRunner(client, cfg)
+    stages.prepare()
     regs = register_gears(client, cfg)
     for reg in regs:
         schema.ensure_group(client, reg.stream, reg.group)
@@ -60,4 +66,5 @@ def run(client: redis.Redis, cfg: Config, model_cache: str | None = None) -> dic
         "model_stored": wrote_model,
         "timeseries": timeseries,
         "gears": [r.id for r in regs],
+        "stages": [slot.name for slot in stages.slots],
     }

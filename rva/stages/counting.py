@@ -1,0 +1,209 @@
+"""The counting stage: person boxes → tracks → line crossings and zone occupancy, kept.
+
+Writes, for a camera with ``[cameras.<id>.lines.*]`` or ``[cameras.<id>.zones.*]``:
+- ``camera:<id>:line:<name>:{in,out}``: the crossings of each frame that had any, at the
+  frame's time (sum rollups per minute, hour, day);
+- ``camera:<id>:zone:<name>:occupancy`` per processed frame (avg/max rollups per minute and
+  hour) and ``:dwell_s``, one sample per person who left;
+- ``camera:<id>:events`` (bounded) and ``camera:<id>:counts`` (totals since install and for
+  today, occupancy now).
+Series samples are written at the frame's own time with ON_DUPLICATE LAST, so writing a result
+again (after Redis restarted from a snapshot older than the stage's last commit) changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from rva import keys, schema
+from rva.analytics.counting import Counter, Event
+from rva.analytics.geometry import Line, Zone
+from rva.config import CameraSection, Config
+from rva.stages.base import Stage, StageOutput
+
+Box = tuple[float, float, float, float]
+
+
+def lines_of(camera: CameraSection) -> list[Line]:
+    return [Line(name, s.points[0], s.points[1], s.in_side) for name, s in camera.lines.items()]
+
+
+def zones_of(camera: CameraSection) -> list[Zone]:
+    return [Zone(name, tuple(s.polygon)) for name, s in camera.zones.items()]
+
+
+def counter_for(camera: CameraSection, cfg: Config, state: dict[str, Any] | None = None) -> Counter:
+    """The Counter of one camera, with the tracker settings of rva.toml; resumed from a state."""
+    params = {"max_miss_ms": cfg.analytics.max_miss_ms, "min_hits": cfg.analytics.min_hits}
+    lines, zones = lines_of(camera), zones_of(camera)
+    if state:
+        return Counter.from_state(state, lines, zones, **params)
+    return Counter(lines, zones, **params)
+
+
+def boxes_of(fields: dict[bytes, bytes]) -> list[Box]:
+    """The results stream's flat "[x1, y1, x2, y2, ...]" as boxes."""
+    flat = json.loads(fields.get(b"boxes", b"[]"))
+    if not isinstance(flat, list) or len(flat) % 4:
+        raise ValueError(f"boxes field is not a flat list of x1, y1, x2, y2: {flat!r:.80}")
+    return [
+        (float(flat[i]), float(flat[i + 1]), float(flat[i + 2]), float(flat[i + 3]))
+        for i in range(0, len(flat), 4)
+    ]
+
+
+def local_day(t_ms: int) -> str:
+    return time.strftime("%Y-%m-%d", time.localtime(t_ms / 1000))
+
+
+class CountingStage(Stage):
+    type_key = "counting"
+
+    def __init__(self, camera: str, cfg: Config) -> None:
+        super().__init__(camera, cfg)
+        self.section = cfg.camera(camera)
+        self.counter = counter_for(self.section, cfg)
+        # Totals by "line:<name>:<direction>", since install and for `day` (the device's date).
+        self.totals: dict[str, int] = {}
+        self.today: dict[str, int] = {}
+        self.day = ""
+
+    @classmethod
+    def wanted(cls, camera: str, cfg: Config) -> bool:
+        section = cfg.camera(camera)
+        return cfg.analytics.enabled and bool(section.lines or section.zones)
+
+    def events_maxlen(self) -> int:
+        return self.cfg.analytics.events_maxlen
+
+    # -- series ---------------------------------------------------------------------------
+    def ensure(self, client: redis.Redis, timeseries: bool) -> None:
+        if not timeseries:
+            return
+        ensure_series(client, self.camera, self.section, self.cfg)
+
+    # -- state ----------------------------------------------------------------------------
+    def load(self, state: dict[str, Any] | None) -> None:
+        state = state or {}
+        self.counter = counter_for(self.section, self.cfg, state.get("counter"))
+        self.totals = dict(state.get("totals", {}))
+        self.today = dict(state.get("today", {}))
+        self.day = state.get("day", "")
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "counter": self.counter.to_state(),
+            "totals": self.totals,
+            "today": self.today,
+            "day": self.day,
+        }
+
+    # -- one result -----------------------------------------------------------------------
+    def handle(self, t_ms: int, fields: dict[bytes, bytes]) -> StageOutput:
+        outcome = self.counter.step(boxes_of(fields), t_ms)
+        out = StageOutput()
+        day = local_day(t_ms)
+        if day != self.day:
+            self.day, self.today = day, {}
+        crossings: dict[str, int] = {}
+        dwell_at: dict[str, int] = {}
+        for event in outcome.events:
+            out.events.append(event_fields(event))
+            if event.kind == "line":
+                field = f"line:{event.name}:{event.direction}"
+                self.totals[field] = self.totals.get(field, 0) + 1
+                self.today[field] = self.today.get(field, 0) + 1
+                crossings[keys.line_series(self.camera, event.name, event.direction)] = (
+                    crossings.get(keys.line_series(self.camera, event.name, event.direction), 0) + 1
+                )
+            elif event.direction == "leave" and event.dwell_s is not None:
+                # Two people leaving in one frame: 1 ms apart, so neither sample replaces the
+                # other (and a replay writes the same two again).
+                key = keys.zone_series(self.camera, event.name, "dwell_s")
+                offset = dwell_at.get(key, 0)
+                dwell_at[key] = offset + 1
+                out.samples.append((key, t_ms + offset, round(event.dwell_s, 3)))
+        out.samples += [(key, t_ms, float(n)) for key, n in crossings.items()]
+        for zone, occupancy in outcome.occupancy.items():
+            out.samples.append((keys.zone_series(self.camera, zone, "occupancy"), t_ms, occupancy))
+        counts: dict[str, str | int | float] = {"day": self.day, "ts": t_ms}
+        for name in self.section.lines:
+            for direction in keys.LINE_DIRECTIONS:
+                field = f"line:{name}:{direction}"
+                counts[field] = self.totals.get(field, 0)
+                counts[f"{field}:today"] = self.today.get(field, 0)
+        for zone, occupancy in outcome.occupancy.items():
+            counts[f"zone:{zone}"] = occupancy
+        counts["tracks"] = json.dumps(
+            [[t.id, *(round(v) for v in t.box)] for t in outcome.tracks if not t.misses]
+        )
+        out.hashes[keys.counts(self.camera)] = counts
+        return out
+
+
+def event_fields(event: Event) -> dict[str, str | int | float]:
+    fields: dict[str, str | int | float] = {
+        "track": event.track,
+        "kind": event.kind,
+        "name": event.name,
+        "direction": event.direction,
+        "t": event.t_ms,
+    }
+    if event.dwell_s is not None:
+        fields["dwell_s"] = round(event.dwell_s, 3)
+    return fields
+
+
+def ensure_series(client: redis.Redis, camera: str, section: CameraSection, cfg: Config) -> None:
+    """Every series and rule of a camera's lines and zones. Series of lines or zones no longer
+    in the config are left as they are: what was recorded stays."""
+    raw_ms, rollup_ms = schema.retention_ms(cfg)
+    for line in section.lines:
+        for direction in keys.LINE_DIRECTIONS:
+            labels = {"camera": camera, "line": line, "direction": direction}
+            source = keys.line_series(camera, line, direction)
+            schema.ensure_series(client, source, raw_ms, {**labels, "__name__": "line_crossings"})
+            schema.ensure_rules(
+                client,
+                source,
+                [
+                    (
+                        f"{source}:sum:{suffix}",
+                        "sum",
+                        bucket,
+                        {**labels, "__name__": f"line_crossings_sum_{suffix}"},
+                    )
+                    for suffix, bucket in keys.LINE_ROLLUPS.items()
+                ],
+                rollup_ms,
+            )
+    for zone in section.zones:
+        labels = {"camera": camera, "zone": zone}
+        source = keys.zone_series(camera, zone, "occupancy")
+        schema.ensure_series(client, source, raw_ms, {**labels, "__name__": "zone_occupancy"})
+        schema.ensure_rules(
+            client,
+            source,
+            [
+                (
+                    f"{source}:{agg}:{suffix}",
+                    agg,
+                    bucket,
+                    {**labels, "__name__": f"zone_occupancy_{agg}_{suffix}", "aggregation": agg},
+                )
+                for agg in ("avg", "max")
+                for suffix, bucket in keys.ZONE_ROLLUPS.items()
+            ],
+            rollup_ms,
+        )
+        schema.ensure_series(
+            client,
+            keys.zone_series(camera, zone, "dwell_s"),
+            raw_ms,
+            {**labels, "__name__": "zone_dwell_s"},
+        )
