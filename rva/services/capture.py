@@ -10,6 +10,7 @@ camera that is gone (reopened with backoff) holds up neither the others nor READ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -22,7 +23,16 @@ from rva import keys
 from rva.config import CameraSection
 from rva.connection import TRANSIENT, Backoff, connect, wait_for_redis
 from rva.runtime import Runtime
-from rva.services.sources import Camera, Pacer, SourceError, Throttle, open_source
+from rva.services.health import source_key
+from rva.services.sources import (
+    Camera,
+    NoCameraFound,
+    Pacer,
+    SourceError,
+    SourceUnusable,
+    Throttle,
+    open_source,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +101,73 @@ class ResultFollower:
             self.last = reply[0][1][-1][0]
 
 
-def open_camera(camera: Camera, runtime: Progress) -> bool:
-    """Open with backoff until it works or we are told to stop."""
+class SourceReport:
+    """Keeps camera:<id>:source (health.source_key) current: which source is configured, which
+    camera is in use, and whether it captures, waits for a camera or cannot work. Written only
+    when something changed; a lost Redis is noticed by the capture loop, not here."""
+
+    def __init__(self, client: redis.Redis, camera_id: str, configured: str) -> None:
+        self.client, self.key, self.configured = client, source_key(camera_id), configured
+        self.last: tuple[str, str, str] | None = None
+
+    def __call__(self, state: str, in_use: str = "", detail: str = "") -> None:
+        if (state, in_use, detail) == self.last:
+            return
+        fields = {
+            "configured": self.configured,
+            "in_use": in_use,
+            "state": state,
+            "detail": detail,
+            "since": f"{time.time():.3f}",
+        }
+        with contextlib.suppress(*TRANSIENT, redis.ResponseError):
+            self.client.hset(self.key, mapping=fields)
+            self.last = (state, in_use, detail)
+
+
+def open_camera(camera: Camera, runtime: Progress, report: SourceReport | None = None) -> bool:
+    """Open with backoff until it works or we are told to stop.
+
+    A source that can never work here (SourceUnusable: picamera without picamera2) is not
+    retried: it is logged, reported, and the loop idles until stopped, so systemd shows the
+    reason in the status line instead of restarting the service forever. While ``auto`` finds
+    no camera the service counts as started (READY), says so, and looks again with backoff."""
+
+    def say(state: str, detail: str = "") -> None:
+        if report is not None:
+            report(state, camera.description if state == "capturing" else "", detail)
+
     backoff = Backoff(base=0.5, cap=30)
+    announced = ""
     while not runtime.stop.is_set():
         try:
             camera.open()
-            log.info("opened %s", camera.description)
-            return True
+        except SourceUnusable as exc:
+            log.error("%s cannot work: %s", camera.description, exc)
+            say("error", str(exc))
+            runtime.notifier.ready(f"cannot capture: {exc}")
+            while not runtime.stop.wait(1.0):
+                runtime.tick()
+            return False
+        except NoCameraFound as exc:
+            say("waiting", str(exc))
+            if str(exc) != announced:
+                log.warning("%s; looking again with backoff", exc)
+                runtime.notifier.ready(str(exc))
+                announced = str(exc)
+            end = time.monotonic() + backoff.next_delay()
+            while time.monotonic() < end and not runtime.stop.wait(
+                min(1.0, end - time.monotonic())
+            ):
+                runtime.tick()
         except SourceError as exc:
+            say("waiting", str(exc))
             runtime.tick(f"waiting for camera: {exc}")
             backoff.wait(str(exc), tick=runtime.tick)
+        else:
+            log.info("opened %s", camera.description)
+            say("capturing")
+            return True
     return False
 
 
@@ -117,8 +183,11 @@ def run(
     runtime = runtime or Runtime(f"capture:{camera_id}")
     client = connect(url, name=f"rva-capture:{camera_id}")
     wait_for_redis(client, tick=runtime.tick)
-    camera = open_source(cam.source, cam.width, cam.height, cam.fps, resize=cam.resize)
-    if not open_camera(camera, runtime):
+    camera = open_source(
+        cam.source, cam.width, cam.height, cam.fps, resize=cam.resize, camera_id=camera_id
+    )
+    report = SourceReport(client, camera_id, cam.source)
+    if not open_camera(camera, runtime, report):
         return 0
     stream = keys.frames(camera_id)
     pace_fps = 0.0 if cam.rate == "max" else camera.native_fps or cam.fps
@@ -145,8 +214,9 @@ def run(
                 source_backoff.reset()
             except SourceError as exc:
                 camera.close()
+                report("waiting", "", f"{exc}; reopening")
                 source_backoff.wait(f"{exc}; reopening", tick=runtime.tick)
-                if not open_camera(camera, runtime):
+                if not open_camera(camera, runtime, report):
                     break
                 continue
             if not throttle.admit():

@@ -16,6 +16,13 @@ RESULT_STALE_S = 30.0  # no new result for this long while frames arrive: rva-ge
 HEARTBEAT_STALE_S = 30.0
 
 
+def source_key(camera: str) -> str:
+    """Hash written by rva capture: ``configured`` (the source in rva.toml), ``in_use`` (the
+    camera it opened: ``auto`` resolves to one; empty while none), ``state`` (capturing,
+    waiting or error), ``detail`` (why, for a person) and ``since`` (unix time)."""
+    return f"camera:{camera}:source"
+
+
 def _decode(raw: dict[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
@@ -39,6 +46,7 @@ class CameraState:
     errors: dict[str, int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    source: dict[str, str] = field(default_factory=dict)  # see source_key()
 
 
 @dataclass
@@ -106,6 +114,9 @@ def _camera(client: redis.Redis, camera: str, group: str, now_ms: int) -> Camera
         for k, v in _decode(client.hgetall(keys.STATS)).items()
         if k.startswith(prefix)
     }
+    state.source = _decode(client.hgetall(source_key(camera)))
+    if state.source.get("state") in ("waiting", "error"):
+        state.problems.append(f"camera: {state.source.get('detail') or state.source['state']}")
     if state.frame_age_s is not None and state.frame_age_s > FRAME_STALE_S:
         state.problems.append(
             f"last frame {state.frame_age_s:.0f}s old (camera or rva-capture down)"

@@ -1,7 +1,9 @@
 """Frame sources behind one Camera interface.
 
 The hardware choice is made once, from the source string, so the capture loop never branches:
-``picamera[:N]`` (libcamera through picamera2, imported only here and only when asked for),
+``auto`` (a CSI camera libcamera sees, else the first V4L2 capture device, looked for again at
+every open), ``picamera[:N]`` (libcamera through picamera2, imported only here and only when
+asked for),
 ``/dev/videoN`` or ``N`` (V4L2 through OpenCV), ``jetson-csi[:N]`` or ``gst:<pipeline>``
 (GStreamer, e.g. nvarguscamerasrc on a Jetson: needs an OpenCV built with GStreamer, such as
 JetPack's), ``rtsp://``/``http(s)://`` URLs, a video file (looped), or a still image.
@@ -9,12 +11,18 @@ JetPack's), ``rtsp://``/``http(s)://`` URLs, a video file (looped), or a still i
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import importlib.util
 import logging
+import os
 import re
+import struct
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -34,6 +42,39 @@ STREAM_READ_TIMEOUT_MS = 8_000
 
 class SourceError(Exception):
     """The source cannot be opened or has stopped delivering frames."""
+
+
+class SourceUnusable(SourceError):
+    """The source can never work on this system as configured (a library is missing): trying
+    again will not help, so capture says so and waits for a new configuration instead."""
+
+
+class NoCameraFound(SourceError):
+    """``auto`` found no camera (yet); it looks again at the next open."""
+
+
+PICAMERA_INSTALL = (
+    "Raspberry Pi OS or an RVA image built with the Raspberry Pi archive: "
+    "apt install python3-picamera2, and a venv that sees the system's packages "
+    '(include-system-site-packages = true); or use source = "auto" or a /dev/videoN'
+)
+
+
+def picamera_missing() -> list[str]:
+    """The modules ``picamera`` needs that this Python cannot import. Cheap: looks them up
+    without importing them (importing picamera2 starts libcamera)."""
+    return [m for m in ("picamera2", "libcamera") if importlib.util.find_spec(m) is None]
+
+
+def picamera_problem() -> str | None:
+    """Why ``source = "picamera"`` cannot work here, for a person; None when it may."""
+    missing = picamera_missing()
+    if not missing:
+        return None
+    return (
+        f"source picamera needs {' and '.join(missing)}, which this Python cannot import: "
+        f"{PICAMERA_INSTALL}"
+    )
 
 
 class Camera(ABC):
@@ -185,9 +226,10 @@ class PiCamera(Camera):
     def open(self) -> None:
         try:
             from picamera2 import Picamera2
-        except ImportError as exc:
-            raise SourceError(
-                "source picamera needs picamera2 (Raspberry Pi OS: apt install python3-picamera2)"
+        except ImportError as exc:  # not installed, or installed but broken (ABI, libcamera)
+            raise SourceUnusable(
+                f"source picamera needs picamera2, which does not import ({exc}): "
+                f"{PICAMERA_INSTALL}"
             ) from exc
         try:
             picam = Picamera2(self.index)
@@ -230,10 +272,196 @@ def jetson_csi_pipeline(sensor: int, width: int, height: int, fps: float) -> str
     )
 
 
+# -- auto: which camera is there? --------------------------------------------------------------
+# struct v4l2_capability (linux/videodev2.h): driver[16], card[32], bus_info[32], version,
+# capabilities, device_caps, reserved[3] = 104 bytes; VIDIOC_QUERYCAP = _IOR('V', 0, that).
+V4L2_CAPABILITY = struct.Struct("16s32s32sIII12x")
+VIDIOC_QUERYCAP = (2 << 30) | (V4L2_CAPABILITY.size << 16) | (ord("V") << 8)
+V4L2_CAP_VIDEO_CAPTURE = 0x00000001
+V4L2_CAP_DEVICE_CAPS = 0x80000000
+# Video nodes of a Raspberry Pi's own camera pipeline and codecs: the CSI receiver (raw Bayer
+# straight from the sensor), the ISP and the encoders. They say "video capture" too, but only
+# libcamera (which auto asks first) makes pictures out of them.
+PI_PIPELINE_DRIVERS = frozenset(
+    {"unicam", "rp1-cfe", "bcm2835-isp", "pispbe", "raspberrypi-pisp-be", "bcm2835-codec"}
+)
+
+
+@dataclass(frozen=True)
+class VideoDevice:
+    """What VIDIOC_QUERYCAP says about one /dev/video* node."""
+
+    path: str
+    driver: str
+    card: str
+    bus: str
+    capture: bool  # single-planar video capture: what OpenCV's V4L2 backend reads
+
+    @property
+    def usable(self) -> bool:
+        return self.capture and self.driver not in PI_PIPELINE_DRIVERS
+
+
+def query_v4l2(path: str) -> VideoDevice | None:
+    """VIDIOC_QUERYCAP on a device node; None when it is no V4L2 device or cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+            log.info("cannot open %s: %s", path, exc.strerror)
+        return None
+    try:
+        buf = bytearray(V4L2_CAPABILITY.size)
+        fcntl.ioctl(fd, VIDIOC_QUERYCAP, buf)
+    except OSError:
+        return None  # ENOTTY: not a V4L2 device
+    finally:
+        os.close(fd)
+    driver, card, bus, _version, caps, device_caps = V4L2_CAPABILITY.unpack(buf)
+    if caps & V4L2_CAP_DEVICE_CAPS:  # the node's own capabilities, not the whole device's
+        caps = device_caps
+
+    def text(raw: bytes) -> str:
+        return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+    return VideoDevice(
+        path, text(driver), text(card), text(bus), bool(caps & V4L2_CAP_VIDEO_CAPTURE)
+    )
+
+
+def video_nodes(dev: str | Path = "/dev") -> list[str]:
+    """/dev/video0, /dev/video1, ... in numeric order."""
+    nodes = []
+    for entry in Path(dev).glob("video*"):
+        if m := re.fullmatch(r"video(\d+)", entry.name):
+            nodes.append((int(m.group(1)), str(entry)))
+    return [path for _, path in sorted(nodes)]
+
+
+def v4l2_cameras(
+    dev: str | Path = "/dev", query: Callable[[str], VideoDevice | None] = query_v4l2
+) -> list[VideoDevice]:
+    """The V4L2 capture devices OpenCV can read, first node first."""
+    return [d for d in map(query, video_nodes(dev)) if d is not None and d.usable]
+
+
+def csi_cameras() -> tuple[list[tuple[int, str]], str | None]:
+    """Cameras libcamera sees that are not on USB (CSI camera modules), as (N of picamera:N,
+    model), and why none could be looked for (None when libcamera was asked)."""
+    if missing := picamera_missing():
+        return [], f"{' and '.join(missing)} not installed: CSI cameras not looked for"
+    try:
+        from picamera2 import Picamera2
+
+        infos = Picamera2.global_camera_info()
+    except Exception as exc:  # a broken install or libcamera failing: still try V4L2
+        return [], f"libcamera failed: {exc}"
+    # picamera2 numbers cameras in this list's order (USB ones last); USB cameras are read
+    # through V4L2 instead.
+    return [
+        (n, str(info.get("Model") or "camera"))
+        for n, info in enumerate(infos)
+        if "/usb" not in str(info.get("Id", ""))
+    ], None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    source: str  # a source string open_source() understands
+    description: str  # for people: "Pi camera 0 (imx708)", "V4L2 /dev/video0 (UVC Camera)"
+
+
+def find_cameras(dev: str | Path = "/dev") -> tuple[list[Candidate], list[str]]:
+    """What ``auto`` may use, best first: CSI cameras through libcamera, then V4L2 capture
+    devices. Also notes on what could not be looked at."""
+    csi, why = csi_cameras()
+    found = [Candidate(f"picamera:{n}", f"Pi camera {n} ({model})") for n, model in csi]
+    found += [Candidate(d.path, f"V4L2 {d.path} ({d.card or d.driver})") for d in v4l2_cameras(dev)]
+    return found, [why] if why else []
+
+
+class AutoCamera(Camera):
+    """``source = "auto"``: the first camera of find_cameras() that opens, looked for again at
+    every open, so a camera plugged in later (or back in, at another node) is found."""
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        camera_id: str = "0",
+        resize: bool = False,
+        find: Callable[[], tuple[list[Candidate], list[str]]] | None = None,
+    ) -> None:
+        super().__init__(width, height, fps, resize=resize)
+        self.camera_id = camera_id
+        self.find = find or (lambda: find_cameras())  # looked up at call time
+        self.description = "auto: no camera yet"
+        self.inner: Camera | None = None
+        self.chosen: Candidate | None = None
+
+    def open(self) -> None:
+        self.close()
+        candidates, notes = self.find()
+        failed = []
+        for candidate in candidates:
+            camera = open_source(
+                candidate.source, self.width, self.height, self.fps, resize=self.resize
+            )
+            try:
+                camera.open()
+            except SourceError as exc:
+                failed.append(f"{candidate.description}: {exc}")
+                continue
+            self.inner, self.chosen = camera, candidate
+            self.description = candidate.description
+            return
+        if failed:
+            raise SourceError("auto: no camera opened: " + "; ".join(failed))
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        raise NoCameraFound(
+            f"no camera found: plug one in or set [cameras.{self.camera_id}] source{extra}"
+        )
+
+    def read(self) -> np.ndarray:
+        if self.inner is None:
+            raise SourceError("auto: no camera is open")
+        return self.inner.read()
+
+    def close(self) -> None:
+        if self.inner is not None:
+            try:
+                self.inner.close()
+            finally:
+                self.inner = None
+
+    @property
+    def paced(self) -> bool:
+        return self.inner.paced if self.inner else True
+
+    @property
+    def native_fps(self) -> float:
+        return self.inner.native_fps if self.inner else 0.0
+
+    @property
+    def source(self) -> str:
+        """The source string in use ("" before a camera was found)."""
+        return self.chosen.source if self.chosen and self.inner else ""
+
+
 def open_source(
-    source: str, width: int, height: int, fps: float, *, resize: bool = False
+    source: str,
+    width: int,
+    height: int,
+    fps: float,
+    *,
+    resize: bool = False,
+    camera_id: str = "0",
 ) -> Camera:
     """Build (not yet open) the Camera a source string names."""
+    if source == "auto":
+        return AutoCamera(width, height, fps, camera_id=camera_id, resize=resize)
     if m := re.fullmatch(r"picamera(?::(\d+))?", source):
         return PiCamera(int(m.group(1) or 0), width, height, fps)
     if m := re.fullmatch(r"jetson-csi(?::(\d+))?", source):

@@ -13,6 +13,13 @@ def _age(seconds: float | None) -> str:
     return "never" if seconds is None else f"{seconds:.1f}s ago"
 
 
+def describe_source(source: dict[str, str]) -> str:
+    """One line, e.g. "auto -> V4L2 /dev/video0 (vivid), capturing"."""
+    configured, in_use = source.get("configured", "?"), source.get("in_use", "")
+    shown = f"{configured} -> {in_use}" if in_use and in_use != configured else configured
+    return f"{shown}, {source.get('state', 'unknown')}"
+
+
 def render(snap: health.Snapshot) -> str:
     lines = [f"RVA: {snap.status}"]
     if not snap.redis:
@@ -29,6 +36,8 @@ def render(snap: health.Snapshot) -> str:
             f"in {fps_in or 0:.1f} fps, out {fps_out or 0:.1f} fps, "
             f"lag {st.gear_lag if st.gear_lag is not None else '-'}"
         )
+        if st.source:
+            lines.append(f"    source: {describe_source(st.source)}")
         if st.errors:
             lines.append(
                 "    skipped input: " + ", ".join(f"{k} {v}" for k, v in sorted(st.errors.items()))

@@ -98,6 +98,7 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
                 "people": state.people if state else None,
                 "latest": state.latest if state else {},
                 "frame_age_s": state.frame_age_s if state else None,
+                "source": state.source if state else {},
                 "services": snap.services,
             }
         )

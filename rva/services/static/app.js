@@ -12,6 +12,13 @@ async function getJSON(url) {
 
 function fmt(v, digits) { return v === undefined || v === null ? "–" : Number(v).toFixed(digits); }
 
+// The camera in use: "auto → V4L2 /dev/video0 (UVC Camera)", or what it waits for.
+function describeSource(src) {
+  if (!src.configured) return "–";
+  const name = src.in_use && src.in_use !== src.configured ? src.configured + " → " + src.in_use : src.configured;
+  return src.state === "capturing" ? name : name + " (" + (src.detail || src.state) + ")";
+}
+
 async function refreshSummary() {
   try {
     const s = await getJSON("/api/summary?camera=" + encodeURIComponent(camera));
@@ -21,6 +28,7 @@ async function refreshSummary() {
     $("prf_model").textContent = fmt(s.latest.prf_model, 0);
     $("prf_total").textContent = fmt(s.latest.prf_total, 0);
     $("timeseries").textContent = s.timeseries;
+    $("source").textContent = describeSource(s.source || {});
     $("status").textContent = s.status;
     $("status").className = "badge " + s.status;
     $("problems").replaceChildren(...s.problems.map((p) => {
