@@ -17,7 +17,9 @@ import numpy as np
 import redis
 
 from rva import keys
+from rva.config import CameraSection
 from rva.connection import TRANSIENT, Backoff
+from rva.services import overlay
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,17 @@ def annotate(frame: np.ndarray, boxes: list[int], people: int | None, note: str 
 class Feed:
     """The newest annotated JPEG of one camera, with a condition viewers wait on."""
 
-    def __init__(self, client: redis.Redis, camera: str, quality: int, max_fps: float) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        camera: str,
+        quality: int,
+        max_fps: float,
+        shapes: CameraSection | None = None,
+    ) -> None:
         self.client, self.camera = client, camera
+        # The camera's counting lines and zones, drawn on every frame with their counts.
+        self.shapes = shapes if shapes and (shapes.lines or shapes.zones) else None
         self.quality, self.min_period = quality, 1.0 / max_fps
         self.cond = threading.Condition()
         self.jpeg: bytes | None = None
@@ -87,6 +98,9 @@ class Feed:
 
     # -- the feed thread ----------------------------------------------------------------
     def _publish(self, frame: np.ndarray) -> None:
+        if self.shapes is not None:
+            raw = self.client.hgetall(keys.counts(self.camera))
+            overlay.draw(frame, self.shapes, {k.decode(): v.decode() for k, v in raw.items()})
         ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             return

@@ -13,8 +13,13 @@ from rva.services.health import Snapshot
 
 
 class RvaCollector(Collector):
-    def __init__(self, take_snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(
+        self,
+        take_snapshot: Callable[[], Snapshot],
+        take_counts: Callable[[], dict[str, dict[str, int]]] | None = None,
+    ) -> None:
         self.take_snapshot = take_snapshot
+        self.take_counts = take_counts
 
     def collect(self) -> Iterator[Metric]:
         snap = self.take_snapshot()
@@ -75,9 +80,33 @@ class RvaCollector(Collector):
             for kind, n in sorted(st.errors.items()):
                 errors.add_metric([cam, kind], n)
         yield from (people, fps, stage, frame_age, result_age, lag, pending, frames, errors)
+        if self.take_counts and snap.redis:
+            yield from self.counting(self.take_counts())
+
+    @staticmethod
+    def counting(totals: dict[str, dict[str, int]]) -> Iterator[Metric]:
+        crossings = CounterMetricFamily(
+            "rva_line_crossings",
+            "People who crossed a counting line, since install",
+            labels=["camera", "line", "direction"],
+        )
+        occupancy = GaugeMetricFamily(
+            "rva_zone_occupancy", "People in a zone now", labels=["camera", "zone"]
+        )
+        for cam, fields in totals.items():
+            for field, n in sorted(fields.items()):
+                kind, name, *rest = field.split(":")
+                if kind == "line" and rest:
+                    crossings.add_metric([cam, name, rest[0]], n)
+                elif kind == "zone":
+                    occupancy.add_metric([cam, name], n)
+        yield from (crossings, occupancy)
 
 
-def render(take_snapshot: Callable[[], Snapshot]) -> bytes:
+def render(
+    take_snapshot: Callable[[], Snapshot],
+    take_counts: Callable[[], dict[str, dict[str, int]]] | None = None,
+) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RvaCollector(take_snapshot))
+    registry.register(RvaCollector(take_snapshot, take_counts))
     return generate_latest(registry)

@@ -21,7 +21,7 @@ from rva import keys
 from rva.config import Config
 from rva.connection import TRANSIENT, connect, timeseries_available, wait_for_redis
 from rva.runtime import Runtime
-from rva.services import health, metrics
+from rva.services import counting_view, health, metrics
 from rva.services.broadcast import Feed
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,10 @@ STATIC = resources.files("rva.services").joinpath("static")
 
 def make_app(client: redis.Redis, cfg: Config) -> Bottle:
     app = Bottle()
-    feeds = {cam: Feed(client, cam, cfg.web.jpeg_quality, cfg.web.max_fps) for cam in cfg.cameras}
+    feeds = {
+        cam: Feed(client, cam, cfg.web.jpeg_quality, cfg.web.max_fps, section)
+        for cam, section in cfg.cameras.items()
+    }
     app.config["rva.feeds"] = feeds
     cameras = list(cfg.cameras)
 
@@ -76,7 +79,7 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
     @app.get("/metrics")
     def metrics_route() -> HTTPResponse:
         return HTTPResponse(
-            metrics.render(snapshot),
+            metrics.render(snapshot, lambda: counting_view.totals(client, cameras)),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
@@ -102,6 +105,14 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
                 "services": snap.services,
             }
         )
+
+    @app.get("/api/counts")
+    def api_counts() -> HTTPResponse:
+        cam = camera_arg()
+        try:
+            return as_json(counting_view.view(client, cam, cfg.cameras[cam]))
+        except TRANSIENT as exc:
+            return as_json({"error": f"Redis unreachable: {exc}"}, 503)
 
     @app.get("/api/people")
     def api_people() -> HTTPResponse:
