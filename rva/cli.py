@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         "$RVA_REDIS_URL). The JSON report also gives the machine's load before and after, and "
         "a warning on stderr says when other processes used enough CPU to skew the figures.",
     )
-    p.add_argument("-u", "--url", help=argparse.SUPPRESS)  # refused with a message, not ignored
+    # Refused with a message, not ignored, before or after "bench" (SUPPRESS: no default here
+    # to hide the one given before the command).
+    p.add_argument("-u", "--url", help=argparse.SUPPRESS, default=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, default=20.0, help="duration of each phase")
     p.add_argument("--model", default=None)
     p.add_argument("--backend", default=None)

@@ -1,17 +1,28 @@
 """rva bench: the bare detector loop and the full pipeline, measured in one run.
 
-(a) bare: decode + letterbox + forward + NMS over the footage, no Redis;
+(a) bare: decode + letterbox + forward + NMS over the footage, no Redis; when the analytics
+    stage is installed (rva.analytics.counting), its cost per frame on the same detections;
 (b) pipeline: capture → Redis → gears → results at max rate, on a private redis-server that
-    this command starts (so a running appliance is neither disturbed nor counted).
-Figures are ratios from the same run on the same machine; absolute numbers vary with load.
+    this command starts (so a running appliance is neither disturbed nor counted; bench takes
+    no Redis URL).
+Figures are ratios from the same run on the same machine; absolute numbers vary with load, so
+the report says what else ran on the machine meanwhile, and a warning on stderr says when that
+was enough to skew the ratios.
+A child (redis-server, `rva init`, `rva gears`, `rva capture`) that fails ends the run with a
+BenchError naming its command, its exit status and the last lines of its output.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import platform
+import shlex
 import shutil
+import signal
+import site
 import statistics
 import subprocess
 import sys
@@ -24,14 +35,48 @@ import cv2
 import numpy as np
 import redis
 
-from rva import const, keys
-from rva.config import Config, ConfigError
+import rva
+from rva import config, const, keys
+from rva.config import Config, ConfigError, GearSection
 from rva.connection import connect
+from rva.gears import GEAR_TYPES
 from rva.models import manifest, store
 from rva.models.detector import Detector
 from rva.services.health import server_ms
 
 WARMUP_S = 3.0
+TAIL_LINES = 20  # of a failed child's output, in the error
+INIT_TIMEOUT_S = 120.0
+RESULTS_TIMEOUT_S = 60.0
+LOAD_WARN_PER_CORE = 0.5  # other processes' CPU use, in cores per core, that skews the ratios
+
+Box = tuple[float, float, float, float]
+
+
+class BenchError(Exception):
+    """The benchmark could not run; the message says which step failed, why, and where the
+    logs are."""
+
+
+def _status(code: int | None) -> str:
+    if code is None:
+        return "did not finish"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def child_failed(what: str, argv: Sequence[str], code: int | None, output: str) -> BenchError:
+    """The error for a child that failed: its command, exit status and last lines of output."""
+    lines = output.rstrip().splitlines()[-TAIL_LINES:]
+    tail = "\n".join(f"  | {line}" for line in lines) if lines else "  (it printed nothing)"
+    return BenchError(
+        f"{what} {_status(code)}\n  command: {shlex.join(argv)}\n"
+        f"  last {len(lines)} lines of its output:\n{tail}"
+    )
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -41,11 +86,82 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+# -- what else the machine is doing ---------------------------------------------------------
+def _busy_cpu_s() -> float | None:
+    """CPU seconds the whole machine has spent busy (all CPUs, /proc/stat), or None."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    except (OSError, ValueError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class _Others:
+    """CPU used by processes other than this benchmark over a phase, in cores: the machine's
+    busy time less this process's and its children's."""
+
+    def __init__(self, own_cpu_s: float) -> None:
+        self.busy0, self.own0, self.t0 = _busy_cpu_s(), own_cpu_s, time.monotonic()
+
+    def cores(self, own_cpu_s: float) -> float | None:
+        busy, wall = _busy_cpu_s(), max(time.monotonic() - self.t0, 1e-6)
+        if busy is None or self.busy0 is None:
+            return None
+        others = (busy - self.busy0) - (own_cpu_s - self.own0)
+        return round(max(others, 0.0) / wall, 2)
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def load_report(
+    before: list[float] | None, after: list[float] | None, others: dict[str, float | None]
+) -> dict[str, object]:
+    """The machine's load around the run, and a warning when other processes used enough CPU,
+    or changed their use enough between the phases, to skew the ratios."""
+    cpus = os.cpu_count() or 1
+    known = [v for v in others.values() if v is not None]
+    warning = None
+    if known:
+        moved = (max(known) - min(known)) / cpus
+        busiest = max(known) / cpus
+        if moved > LOAD_WARN_PER_CORE or busiest > LOAD_WARN_PER_CORE:
+            shares = ", ".join(f"{k} {v:.2f}" for k, v in others.items() if v is not None)
+            warning = (
+                f"the machine was busy: other processes used {shares} of {cpus} cores "
+                f"(load average {before[0] if before else '?'} before, "
+                f"{after[0] if after else '?'} after); the figures and ratios are skewed"
+            )
+    elif before and after and abs(after[0] - before[0]) / cpus > LOAD_WARN_PER_CORE:
+        # No /proc/stat: the 1-minute load average is all there is (bench's own load included).
+        warning = (
+            f"the load average moved from {before[0]} to {after[0]} on {cpus} cores during the "
+            "run; the figures and ratios may be skewed"
+        )
+    return {
+        "cpus": cpus,
+        "loadavg_before": before,
+        "loadavg_after": after,
+        "others_cores": others,
+        "warning": warning,
+    }
+
+
+# -- (a) the bare loop ----------------------------------------------------------------------
 def bare_loop(detector: Detector, source: str, seconds: float) -> dict[str, object]:
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         raise ConfigError(f"bench: cannot open {source}")
     stages: dict[str, list[float]] = {"read": [], "resize": [], "model": [], "boxes": []}
+    detector_ms: list[float] = []  # resize + model + boxes, per frame
+    detections: list[list[Box]] = []
+    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
 
     def next_frame() -> np.ndarray:
         ok, frame = cap.read()
@@ -56,6 +172,7 @@ def bare_loop(detector: Detector, source: str, seconds: float) -> dict[str, obje
 
     for _ in range(3):
         detector.detect(next_frame())
+    others = _Others(time.process_time())
     frames, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         t0 = time.perf_counter()
@@ -64,16 +181,57 @@ def bare_loop(detector: Detector, source: str, seconds: float) -> dict[str, obje
         found = detector.detect(frame)
         for k, v in found.timings_ms.items():
             stages[k].append(v)
+        detector_ms.append(sum(found.timings_ms.values()))
+        detections.append([(float(a), float(b), float(c), float(d)) for a, b, c, d in found.boxes])
         frames += 1
     elapsed = time.perf_counter() - started
+    others_cores = others.cores(time.process_time())
     cap.release()
     return {
         "fps": frames / elapsed,
         "frames": frames,
         "stages_ms": {k: round(statistics.median(v), 2) for k, v in stages.items() if v},
+        "detector_ms": statistics.median(detector_ms),
+        "detections": detections,
+        "frame_size": size,
+        "frame_ms": 1000.0 / fps,
+        "others_cores": others_cores,
     }
 
 
+def analytics_cost(
+    detections: Sequence[list[Box]], frame_size: tuple[int, int], frame_ms: float
+) -> float | None:
+    """Median ms per frame of the counting stage (rva.analytics.counting) over the bare loop's
+    detections: one line across the middle of the frame, one zone over its lower half. None
+    when that stage is not installed."""
+    try:
+        installed = importlib.util.find_spec("rva.analytics.counting") is not None
+    except ImportError:
+        installed = False
+    if not installed:
+        return None
+    try:
+        from rva.analytics.counting import Counter  # type: ignore[import-not-found,unused-ignore]
+        from rva.analytics.geometry import Line, Zone
+
+        w, h = float(frame_size[0]), float(frame_size[1])
+        counter = Counter(
+            lines=[Line("middle", (0.0, h / 2), (w, h / 2), (w / 2, h))],
+            zones=[Zone("lower half", ((0.0, h / 2), (w, h / 2), (w, h), (0.0, h)))],
+        )
+        costs: list[float] = []
+        for i, boxes in enumerate(detections):
+            t0 = time.perf_counter()
+            counter.step(boxes, round(i * frame_ms))
+            costs.append((time.perf_counter() - t0) * 1e3)
+    except Exception as exc:  # an optional figure: its failure is reported, not fatal
+        print(f"rva bench: warning: analytics stage failed, not measured: {exc!r}", file=sys.stderr)
+        return None
+    return statistics.median(costs) if costs else None
+
+
+# -- (b) the pipeline -----------------------------------------------------------------------
 def _redis_server() -> tuple[str, str | None]:
     """A redis-server binary and, when one is found, the RedisTimeSeries module beside it."""
     candidates = [os.environ.get("RVA_REDIS_SERVER"), shutil.which("redis-server")]
@@ -94,12 +252,60 @@ def _redis_server() -> tuple[str, str | None]:
     return server, module
 
 
+def _child_env(work: Path) -> dict[str, str]:
+    """The children's environment: bench's private config and, whatever the current directory
+    was, the very rva package this process runs (children run in `work`, so a checkout's rva/
+    cannot shadow an installed one, nor an installed one the checkout being run)."""
+    env = {**os.environ, const.ENV_CONFIG: str(work / "rva.toml")}
+    env.pop(const.ENV_REDIS_URL, None)
+    env.pop("NOTIFY_SOCKET", None)  # bench's children are no service of systemd's
+    root = str(Path(rva.__file__).resolve().parent.parent)
+    sites = {str(Path(p).resolve()) for p in site.getsitepackages()}
+    if root not in sites:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    return env
+
+
+def _toml(value: object) -> str:
+    # JSON's strings, numbers and booleans are TOML's (without \u escapes of non-ASCII).
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _bench_config(url: str, source: str, gear: GearSection) -> str:
+    """The children's rva.toml: one camera on the footage at max rate, the gear settings of the
+    bare loop (so both phases run the same detector), the private Redis."""
+    lines = [
+        f"[redis]\nurl = {_toml(url)}",
+        f'[cameras.bench]\nsource = {_toml(source)}\nrate = "max"\nmaxlen = 200',
+        "[gear]",
+        *(f"{k} = {_toml(v)}" for k, v in gear.model_dump().items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 class _Proc:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.name = name
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], log: Path, cwd: Path
+    ) -> None:
+        self.name, self.argv, self.log = name, argv, log
         self.handle = log.open("wb")
-        self.popen = subprocess.Popen(argv, env=env, stdout=self.handle, stderr=subprocess.STDOUT)
+        self.popen = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=self.handle, stderr=subprocess.STDOUT
+        )
         self.cpu0 = self.t0 = 0.0
+
+    def check(self) -> None:
+        """Raise a BenchError, with its last lines, when this child has ended."""
+        code = self.popen.poll()
+        if code is not None:
+            self.handle.flush()
+            raise child_failed(self.name, self.argv, code, self.output())
+
+    def output(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
 
     def cpu_seconds(self) -> float:
         try:
@@ -134,75 +340,98 @@ class _Proc:
                 self.popen.wait(10)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
+                self.popen.wait()
         self.handle.close()
 
 
+def _run_init(rva_argv: list[str], env: dict[str, str], work: Path) -> None:
+    argv = [*rva_argv, "init"]
+    try:
+        proc = subprocess.run(
+            argv,
+            env=env,
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            timeout=INIT_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else ""
+        raise child_failed("rva init", argv, None, out) from None
+    (work / "init.log").write_text(proc.stdout, encoding="utf-8")
+    if proc.returncode != 0:
+        raise child_failed("rva init", argv, proc.returncode, proc.stdout)
+
+
 def pipeline(
-    source: str, model: str, backend: str, seconds: float, model_cache: Path
+    source: str, gear: GearSection, seconds: float, model_cache: Path
 ) -> dict[str, object]:
     server, module = _redis_server()
     work = Path(tempfile.mkdtemp(prefix="rva-bench-"))
     sock = work / "redis.sock"
     url = f"unix://{sock}"
-    (work / "rva.toml").write_text(
-        f'[redis]\nurl = "{url}"\n[cameras.bench]\nsource = "{source}"\nrate = "max"\n'
-        f'maxlen = 200\n[gear]\nmodel = "{model}"\nbackend = "{backend}"\n',
-        encoding="utf-8",
-    )
-    env = {
-        **os.environ,
-        const.ENV_CONFIG: str(work / "rva.toml"),
-        const.ENV_MODEL_CACHE: str(model_cache),
-    }
-    env.pop(const.ENV_REDIS_URL, None)
-    rva = [sys.executable, "-m", "rva"]
-    redis_argv = [
-        server,
-        "--port",
-        "0",
-        "--unixsocket",
-        str(sock),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(work),
-    ]
+    (work / "rva.toml").write_text(_bench_config(url, source, gear), "utf-8")
+    env = {**_child_env(work), const.ENV_MODEL_CACHE: str(model_cache)}
+    rva_argv = [sys.executable, "-m", "rva"]
+    redis_argv = [server, "--port", "0", "--unixsocket", str(sock), "--save", ""]
+    redis_argv += ["--appendonly", "no", "--dir", str(work)]
     if module:
         redis_argv += ["--loadmodule", module]
-    procs = {"redis": _Proc("redis", redis_argv, env, work / "redis.log")}
-    failed = True
+    procs: dict[str, _Proc] = {}
     try:
+        procs["redis"] = _Proc("redis-server", redis_argv, env, work / "redis.log", work)
         client = connect(url, name="rva-bench")
         deadline = time.monotonic() + 10
         while True:
+            procs["redis"].check()
             try:
                 client.ping()
                 break
             except (redis.ConnectionError, FileNotFoundError):
                 if time.monotonic() > deadline:
-                    raise ConfigError(
-                        f"bench: redis-server did not start; see {work / 'redis.log'}"
+                    raise child_failed(
+                        "redis-server (no answer within 10 s)",
+                        redis_argv,
+                        None,
+                        procs["redis"].output(),
                     ) from None
                 time.sleep(0.05)
-        subprocess.run([*rva, "init"], env=env, check=True, capture_output=True)
-        procs["gears"] = _Proc("gears", [*rva, "gears"], env, work / "gears.log")
-        procs["capture"] = _Proc("capture", [*rva, "capture"], env, work / "capture.log")
-        results = keys.results("bench")
-        deadline = time.monotonic() + 60
+        _run_init(rva_argv, env, work)
+        for name in ("gears", "capture"):
+            procs[name] = _Proc(f"rva {name}", [*rva_argv, name], env, work / f"{name}.log", work)
+        results = GEAR_TYPES[gear.type].results_key("bench")
+        deadline = time.monotonic() + RESULTS_TIMEOUT_S
         while not client.xlen(results):
+            for p in procs.values():
+                p.check()
             if time.monotonic() > deadline:
-                raise ConfigError(f"bench: no results within 60 s; logs in {work}")
+                tails = "\n".join(
+                    str(child_failed(p.name, p.argv, None, p.output()))
+                    for p in procs.values()
+                    if p.name != "redis-server"
+                )
+                raise BenchError(
+                    f"no results in {results} within {RESULTS_TIMEOUT_S:.0f} s\n{tails}"
+                )
             time.sleep(0.1)
         time.sleep(WARMUP_S)
         start_ms = server_ms(client)
         for p in procs.values():
             p.mark()
+
+        def own_cpu() -> float:
+            return time.process_time() + sum(p.cpu_seconds() for p in procs.values())
+
+        others = _Others(own_cpu())
         stage_samples: dict[str, list[float]] = {}
         seen_ts: set[str] = set()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
+            for p in procs.values():
+                p.check()
             latest = {
                 k.decode(): v.decode() for k, v in client.hgetall(keys.latest("bench")).items()
             }
@@ -212,54 +441,62 @@ def pipeline(
                     if k.startswith("prf_"):
                         stage_samples.setdefault(k[4:], []).append(float(v))
             time.sleep(0.05)
+        others_cores = others.cores(own_cpu())
         usage = {name: p.usage() for name, p in procs.items()}
         end_ms = server_ms(client)
         window = client.xrange(results, min=f"{start_ms}-0", max=f"{end_ms}-0")
-        latencies = [
-            int(rid.split(b"-")[0]) - int(fields[b"ref"].split(b"-")[0]) for rid, fields in window
-        ]
+        latencies = [keys.id_ms(rid) - keys.id_ms(fields[b"ref"]) for rid, fields in window]
         stats = {k.decode(): int(v) for k, v in client.hgetall(keys.STATS).items()}
-        failed = False
-        return {
-            "fps": len(window) * 1000 / max(end_ms - start_ms, 1),
-            "frames": len(window),
-            "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
-            "stages_ms": {k: round(statistics.median(v), 2) for k, v in stage_samples.items()},
-            "services": usage,
-            "counters": stats,
-            "timeseries": module is not None,
-        }
+    except BenchError as exc:
+        raise BenchError(f"{exc}\nlogs kept in {work}") from None
+    except BaseException:
+        print(f"rva bench: logs kept in {work}", file=sys.stderr)
+        raise
     finally:
         for p in reversed(list(procs.values())):
             p.stop()
-        if failed:
-            print(f"rva bench: logs kept in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "fps": len(window) * 1000 / max(end_ms - start_ms, 1),
+        "frames": len(window),
+        "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
+        "stages_ms": {k: round(statistics.median(v), 2) for k, v in stage_samples.items()},
+        "services": usage,
+        "counters": stats,
+        "timeseries": module is not None,
+        "others_cores": others_cores,
+    }
 
 
-def run(args: argparse.Namespace, cfg: Config, _url: str) -> dict[str, object]:
-    model = args.model or cfg.gear.model
-    backend = args.backend or cfg.gear.backend
+def run(args: argparse.Namespace, cfg: Config) -> dict[str, object]:
+    gear = config.gear_settings(cfg, model=args.model, backend=args.backend)
     source = args.source or next(iter(cfg.cameras.values())).source
     if not Path(source).is_file():
         raise ConfigError(f"bench needs a video file as source (got {source!r}); use --source")
     cache = store.cache_dir(args.model_cache)
-    detector = Detector(
-        store.from_cache(manifest.load(model), cache),
-        backend=backend,
-        threads=cfg.gear.threads,
-        score_threshold=cfg.gear.score_threshold,
-        nms_threshold=cfg.gear.nms_threshold,
-    )
+    load_before = _loadavg()
+    detector = Detector.from_settings(store.from_cache(manifest.load(gear.model), cache), gear)
     bare = bare_loop(detector, source, args.seconds)
     del detector  # free its threads and memory before the pipeline runs
-    piped = pipeline(str(Path(source).resolve()), model, backend, args.seconds, cache.resolve())
+    analytics_ms = analytics_cost(
+        bare["detections"],  # type: ignore[arg-type]
+        bare["frame_size"],  # type: ignore[arg-type]
+        float(bare["frame_ms"]),  # type: ignore[arg-type]
+    )
+    piped = pipeline(str(Path(source).resolve()), gear, args.seconds, cache.resolve())
+    load = load_report(
+        load_before,
+        _loadavg(),
+        {"bare": bare["others_cores"], "pipeline": piped["others_cores"]},  # type: ignore[dict-item]
+    )
+    if load["warning"]:
+        print(f"rva bench: warning: {load['warning']}", file=sys.stderr)
     model_ms = bare["stages_ms"]["model"]  # type: ignore[index]
+    detector_ms = float(bare["detector_ms"])  # type: ignore[arg-type]
     latency = piped["latency_ms"]
     return {
-        "model": model,
-        "backend": backend,
+        "model": gear.model,
+        "backend": gear.backend,
         "source": source,
         "seconds": args.seconds,
         "bare_fps": round(float(bare["fps"]), 2),  # type: ignore[arg-type]
@@ -268,12 +505,16 @@ def run(args: argparse.Namespace, cfg: Config, _url: str) -> dict[str, object]:
         "latency_ms": latency,
         "latency_p50_over_model_ms": round(latency["p50"] / model_ms, 3),  # type: ignore[index]
         "stages_ms": {"bare": bare["stages_ms"], "pipeline": piped["stages_ms"]},
+        "analytics_ms": None if analytics_ms is None else round(analytics_ms, 3),
+        "analytics_share": None if analytics_ms is None else round(analytics_ms / detector_ms, 4),
         "services": piped["services"],
         "counters": piped["counters"],
         "timeseries": piped["timeseries"],
+        "load": load,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
         },
+        "rva": {"version": rva.__version__, "path": str(Path(rva.__file__).resolve().parent)},
     }
