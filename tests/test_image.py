@@ -315,8 +315,10 @@ def arm_builds(
     tmp = tmp_path_factory.mktemp("arm64-build")
     overlay = str(_footage_overlay(tmp, with_redis_libs=False))
     distro = ("--var", "rva_redis_source=distro")
+    # The Pis from Debian's packages: Raspberry Pi's archive (the default) is out of reach here.
+    debian_pi = (*distro, "--pi-source", "debian")
     queue = BuildQueue(
-        [("arm64", (*distro, "--overlay", overlay)), ("rpi4", distro), ("rpi5", distro)]
+        [("arm64", (*distro, "--overlay", overlay)), ("rpi4", debian_pi), ("rpi5", debian_pi)]
     )
     queue.start()
     yield queue
@@ -669,10 +671,10 @@ def test_amd64_powers_off_cleanly(amd64_vm: VM) -> None:
 
 
 # -- 3. arm64 ---------------------------------------------------------------------------------
-@slow
-def test_arm64_image_boots_under_qemu_virt_and_answers_healthz(
+@pytest.fixture(scope="module")
+def arm64_vm(
     arm64_image: Built, test_key: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+) -> Iterator[VM]:
     missing = missing_tools("arm64")
     if missing:
         pytest.skip(f"missing {', '.join(missing)}: scripts/install-deps.sh image")
@@ -686,16 +688,105 @@ def test_arm64_image_boots_under_qemu_virt_and_answers_healthz(
     vm = VM("arm64", arm64_image.image, workdir, test_key)
     vm.start()
     try:
-        _wait_until_counting(vm, "arm64", timeseries=False)
-        states = vm_states(vm, [*RVA_SERVICES, "rva-firstboot.service"])
-        assert set(states.values()) == {"active"}, states
-        health = _healthz(vm)
-        assert health["code"] == 200 and _people_counted(health), health
-        # The distribution's Redis has no TimeSeries: RVA runs and says so.
-        assert health["body"]["timeseries"] != "on", health
-        assert vm.poweroff(timeout=240) == 0, vm.console_tail()
+        yield _wait_until_counting(vm, "arm64", timeseries=False)
     finally:
         vm.kill()
+
+
+@slow
+def test_arm64_image_boots_under_qemu_virt_and_answers_healthz(arm64_vm: VM) -> None:
+    states = vm_states(arm64_vm, [*RVA_SERVICES, "rva-firstboot.service"])
+    assert set(states.values()) == {"active"}, states
+    health = _healthz(arm64_vm)
+    assert health["code"] == 200 and _people_counted(health), health
+    # The distribution's Redis has no TimeSeries: RVA runs and says so.
+    assert health["body"]["timeseries"] != "on", health
+    source = health["body"]["cameras"]["0"]["source"]
+    assert source["configured"] == FOOTAGE_ON_DEVICE and source["state"] == "capturing", source
+
+
+def _camera_source(vm: VM) -> dict:
+    body = _healthz(vm)["body"]
+    return body["cameras"]["0"].get("source", {}) if isinstance(body, dict) else {}
+
+
+@slow
+def test_arm64_auto_waits_for_a_camera_then_counts_from_a_v4l2_one(arm64_vm: VM) -> None:
+    """source = "auto" on the booted image: no camera at first (a clear status, rva-capture
+    running, READY), then Debian's vivid virtual V4L2 camera is loaded, auto picks its capture
+    node among vivid's other nodes, frames reach camera:0 and rva-gears writes results for them."""
+    vm = arm64_vm
+    assert "/dev/video" not in vm.ssh("ls /dev", check=False)
+    vm.ssh(
+        "sed -i 's|^source = .*|source = \"auto\"|' /etc/rva/rva.toml"
+        " && rva config check && systemctl restart rva-capture",
+        timeout=180,
+    )
+    assert vm.ssh("systemctl is-active rva-capture", check=False).strip() == "active"
+    waiting: dict = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and waiting.get("state") != "waiting":
+        waiting = _camera_source(vm)
+        time.sleep(2)
+    assert waiting.get("configured") == "auto" and waiting.get("state") == "waiting", waiting
+    assert waiting["detail"].startswith("no camera found: plug one in or set [cameras.0] source"), (
+        waiting
+    )
+    assert "no camera found" in vm.ssh("systemctl show -p StatusText rva-capture")
+    assert "no camera found" in vm.ssh("rva status", check=False)
+    before = int(vm.ssh("date +%s%3N").strip())
+    # Plugged in: vivid's default nodes are a video capture, a video output, VBI, radio, SDR,
+    # touch and metadata devices; auto must take the capture one.
+    vm.ssh("modprobe vivid && udevadm settle", timeout=120)
+    started = time.monotonic()
+    in_use: dict = {}
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and in_use.get("state") != "capturing":
+        in_use = _camera_source(vm)
+        time.sleep(2)
+    record_timing("arm64 vivid found", round(time.monotonic() - started, 1))
+    assert in_use.get("state") == "capturing", f"{in_use}\n{_diagnostics(vm)}"
+    assert in_use["in_use"].startswith("V4L2 /dev/video"), in_use
+    node = in_use["in_use"].split()[1]
+    assert "Video Capture" in vm.ssh(f"v4l2-ctl -d {node} --info"), node
+    assert "auto -> V4L2 /dev/video" in vm.ssh("rva status", check=False)
+    # Frames from the camera, then results for them (under TCG a detection takes 10-60 s).
+    newest: list = []
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        newest = json.loads(
+            vm.ssh(
+                "redis-cli --json XREVRANGE camera:0:yolo + - COUNT 1 2>/dev/null || echo '[]'",
+                check=False,
+            ).strip()
+            or "[]"
+        )
+        if newest and int(newest[0][0].split("-")[0]) > before:
+            break
+        time.sleep(5)
+    else:
+        pytest.fail(f"no result for a vivid frame: {newest}\n{_diagnostics(vm)}")
+    record_timing("arm64 vivid counted", round(time.monotonic() - started, 1))
+    fields = dict(zip(newest[0][1][::2], newest[0][1][1::2], strict=True))
+    frame = json.loads(vm.ssh(f"redis-cli --json XRANGE camera:0 {fields['ref']} {fields['ref']}"))
+    assert frame, fields  # the result refers to a frame of camera:0 stored after the switch
+    assert int(fields["ref"].split("-")[0]) > before and fields["people"].isdigit(), fields
+
+
+@slow
+def test_arm64_picamera_is_refused_with_what_to_install(arm64_vm: VM) -> None:
+    """The Debian variant has no picamera2: `rva config check` says so and what to install."""
+    out = arm64_vm.ssh(
+        "printf '[cameras.0]\\nsource = \"picamera\"\\n' >/tmp/pi.toml;"
+        " rva config check --config /tmp/pi.toml 2>&1; echo rc=$?",
+        check=False,
+    )
+    assert "rc=2" in out and "cameras.0.source" in out and "python3-picamera2" in out, out
+
+
+@slow
+def test_arm64_powers_off_cleanly(arm64_vm: VM) -> None:
+    assert arm64_vm.poweroff(timeout=240) == 0, arm64_vm.console_tail()
 
 
 # -- 4. Raspberry Pi --------------------------------------------------------------------------
@@ -740,7 +831,11 @@ def test_raspberry_pi_image_has_an_mbr_and_the_boot_files_the_firmware_reads(
     assert config_line in config
     cmdline = built.boot_file("cmdline.txt")
     assert "root=LABEL=rva-root" in cmdline and console in cmdline and "net.ifnames=0" in cmdline
-    assert 'source = "/dev/video0"' in built.boot_file("rva.toml")
+    assert 'source = "auto"' in built.boot_file("rva.toml")
+    assert built.manifest["pi_source"] == "debian"
+    # Debian's packages: no Raspberry Pi archive, no picamera2 (README, "Camera").
+    assert built.root_file("/etc/apt/sources.list.d/raspi.sources") is None
+    assert "python3-picamera2" not in built.manifest["packages"]
     # The initramfs can reach the root file system on the board's SD card (MODULES=list).
     modules = built.initrd_modules(initrd)
     assert {sd_driver, "ext4"} <= set(modules), modules

@@ -59,6 +59,7 @@ def main() -> None:
         "vars",
     ):
         p.add_argument(f"--{name}", required=True)
+    p.add_argument("--pi-source", default="", help="raspberrypi or debian (rpi4/rpi5 only)")
     p.add_argument("--timings", nargs="*", default=[])
     p.add_argument(
         "--root-filesystems", nargs="*", default=[], help="KIND=tarball the root came from"
@@ -105,6 +106,8 @@ def main() -> None:
         },
         "kernel": kernels[-1] if kernels else None,
         "build_variables": json.loads(Path(a.vars).read_text()),
+        # rpi4/rpi5: where kernel, firmware and camera stack came from (build --pi-source).
+        "pi_source": a.pi_source or None,
         "build_seconds": {k: int(v) for k, v in (t.split("=", 1) for t in a.timings)},
         # The cached root filesystems the image was made from: images of one architecture built
         # with the same variables share the provisioned one.

@@ -17,8 +17,38 @@ for overlay in "${OVERLAYS[@]}"; do
 done
 mkdir -p "$ROOT$BOOT_DIR"
 
+# --pi-source raspberrypi: Raspberry Pi's archive in the image's sources, its key checked against
+# the fingerprint in raspberrypi.conf, and its kernel, firmware and camera stack as the board
+# packages (Debian's kernel is removed below, as for BOARD_KERNEL_SUITE).
+rpi_archive() {
+    # shellcheck source=../raspberrypi.conf
+    . "$HERE/raspberrypi.conf"
+    local key=$WORK/raspberrypi.gpg.key fingerprints
+    log "Raspberry Pi archive $RPI_ARCHIVE (key $RPI_ARCHIVE_KEY_URL)"
+    curl -fsSL --retry 3 -o "$key" "$RPI_ARCHIVE_KEY_URL" || die "cannot fetch $RPI_ARCHIVE_KEY_URL: builders without access to Raspberry Pi's archive use --pi-source debian (no camera modules)"
+    fingerprints=$(gpg --show-keys --with-colons "$key" 2>/dev/null | awk -F: '$1 == "fpr" { print $10 }')
+    grep -qx "$RPI_ARCHIVE_KEY_FINGERPRINT" <<<"$fingerprints" || die "$RPI_ARCHIVE_KEY_URL is not the key $RPI_ARCHIVE_KEY_FINGERPRINT (got: ${fingerprints:-no key})"
+    install -D -m 0644 "$key" "$ROOT/etc/apt/keyrings/raspberrypi-archive.asc"
+    # raspi.sources: the name Raspberry Pi OS (trixie) uses, so ansible/site.yml applied on this
+    # image later takes it for Raspberry Pi OS (rva_camera's preflight).
+    cat >"$ROOT/etc/apt/sources.list.d/raspi.sources" <<EOF
+# Raspberry Pi's archive: kernel, boot firmware, libcamera, picamera2 (image-build --pi-source raspberrypi).
+Types: deb
+URIs: $RPI_ARCHIVE
+Suites: $SUITE
+Components: main
+Signed-By: /etc/apt/keyrings/raspberrypi-archive.asc
+EOF
+    PACKAGES=("$RPI_KERNEL_PACKAGE" "${RPI_PACKAGES[@]}")
+    BOARD_KERNEL_SUITE=""
+    mapfile -t old_kernels < <(in_root dpkg-query -W -f '${db:Status-Status} ${Package}\n' \
+        'linux-image-*' | awk '$1 == "installed" { print $2 }')
+}
+old_kernels=()
+
 case $BOOTLOADER in
     raspi-firmware)
+        [ "$PI_SOURCE" = raspberrypi ] && rpi_archive
         # Read by raspi-firmware's kernel hook, which writes cmdline.txt and config.txt from them.
         cat >"$ROOT/etc/default/raspi-firmware" <<EOF
 # RVA image ($DESCRIPTION), from image-build/boards/$BOARD.conf. Read by raspi-firmware's hook on
@@ -39,7 +69,6 @@ EOF
 esac
 
 board_packages=("${PACKAGES[@]}")
-old_kernels=()
 if [ -n "${BOARD_KERNEL_SUITE:-}" ]; then
     # The board needs a newer kernel than $SUITE has: $KERNEL_PACKAGE from $BOARD_KERNEL_SUITE
     # replaces the root filesystem's. The suite stays in the image's sources, so the kernel
@@ -63,12 +92,25 @@ log "installing ${board_packages[*]}"
 in_root apt-get update -qq
 board_apt install "${board_packages[@]}"
 if [ ${#old_kernels[@]} -gt 0 ]; then
-    log "removing ${old_kernels[*]} (replaced by the $BOARD_KERNEL_SUITE kernel)"
+    log "removing ${old_kernels[*]} (replaced by the ${BOARD_KERNEL_SUITE:-$PI_SOURCE} kernel)"
     board_apt purge "${old_kernels[@]}"
 fi
 if [ "$BOOTLOADER" = systemd-boot ]; then
     # The kernel is already installed: run the hook a kernel upgrade runs.
     in_root env RVA_IMAGE_BUILD=1 /etc/kernel/postinst.d/zz-rva-esp
+fi
+if [ "$PI_SOURCE" = raspberrypi ]; then
+    # Raspberry Pi's raspi-firmware copies kernel, initramfs, DTBs and overlays but, unlike
+    # Debian's, writes neither config.txt nor cmdline.txt (Raspberry Pi OS's image builder does).
+    printf '%s\n' "$RPI_CONFIG_TXT" >"$ROOT$BOOT_DIR/config.txt"
+    printf '%s\n' "$RPI_CMDLINE" >"$ROOT$BOOT_DIR/cmdline.txt"
+    # picamera2 and libcamera's bindings are the OS's (python3-picamera2): the venv sees them
+    # behind its own packages (ansible's rva_app_venv_system_site_packages does the same on a
+    # provisioned Raspberry Pi OS). Checked here, in the emulated root: both import beside the
+    # venv's numpy and OpenCV.
+    sed -i 's/^include-system-site-packages *=.*/include-system-site-packages = true/' "$ROOT/opt/rva/venv/pyvenv.cfg"
+    in_root /opt/rva/venv/bin/python -c 'import numpy, cv2, libcamera, picamera2; print("picamera2", picamera2.__file__, "numpy", numpy.__version__)' \
+        || die "picamera2 does not import in the venv"
 fi
 [ -n "$(ls -A "$ROOT$BOOT_DIR")" ] || die "the board packages left $BOOT_DIR empty"
 for dtb in ${DTBS[@]+"${DTBS[@]}"}; do

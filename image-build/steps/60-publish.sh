@@ -12,6 +12,7 @@ esac
 python3 "$HERE/lib/manifest.py" --root "$ROOT" --boot "$WORK/boot" --image "$OUT/$NAME.img" \
     --sums "$OUT/$NAME.sha256" --board "$BOARD" --description "$DESCRIPTION" --version "$VERSION" \
     --suite "$SUITE" --arch "$ARCH" --boot-dir "$BOOT_DIR" --vars "$WORK/ansible/vars.json" \
+    --pi-source "$PI_SOURCE" \
     --timings "${TIMINGS[@]}" "60-publish=$((SECONDS - ${STEP_START:-$SECONDS}))" \
     --root-filesystems "base=$(basename "$BASE_TAR")" "provisioned=$PROVISIONED_FROM" \
     >"$OUT/$NAME.manifest.json"
