@@ -112,3 +112,64 @@ def test_command_line_model_and_backend_are_checked_like_the_file() -> None:
     assert res.returncode != 0
     assert "command line: --backend: unknown backend" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[cameras.0.lines.door]\npoints = [[1, 2]]\nin_side = [3, 4]",
+            "rva.toml: cameras.0.lines.door: a line needs exactly 2 points, got 1",
+        ),
+        (
+            "[cameras.0.lines.door]\npoints = [[5, 5], [5, 5]]\nin_side = [3, 4]",
+            "rva.toml: cameras.0.lines.door: the line's two points are the same",
+        ),
+        (
+            "[cameras.0.lines.door]\npoints = [[1, 2], [100, 2]]\nin_side = [50, 2]",
+            "rva.toml: cameras.0.lines.door: in_side (50, 2) lies on the line",
+        ),
+        (
+            "[cameras.0.lines.door]\npoints = [[1, 2], [50000, 3]]\nin_side = [3, 40]",
+            "rva.toml: cameras.0.lines.door: point (50000, 3) is outside any frame",
+        ),
+        (
+            "[cameras.0.lines.door]\npoints = [[1, 2], [9, 3]]",
+            "rva.toml: cameras.0.lines.door.in_side: Field required",
+        ),
+        (
+            "[cameras.0.zones.hall]\npolygon = [[0, 0], [10, 10]]",
+            "rva.toml: cameras.0.zones.hall: a zone needs at least 3 points, got 2",
+        ),
+        (
+            "[cameras.0.zones.hall]\npolygon = [[0, 0], [10, 10], [20, 20]]",
+            "rva.toml: cameras.0.zones.hall: the zone has no area",
+        ),
+        (
+            "[cameras.0.zones.hall]\npolygon = [[0, 0], [100, 100], [100, 0], [0, 100]]",
+            "rva.toml: cameras.0.zones.hall: the zone's edges cross each other",
+        ),
+        (
+            "[cameras.0.zones.hall]\npolygon = [[-5, 0], [100, 0], [100, 100]]",
+            "rva.toml: cameras.0.zones.hall: point (-5, 0) is outside any frame",
+        ),
+        (
+            '[cameras.0.zones."a b"]\npolygon = [[0, 0], [100, 0], [100, 100]]',
+            "rva.toml: cameras.0.zones.a b.[key]: String should match pattern",
+        ),
+    ],
+)
+def test_malformed_lines_and_zones_are_errors_naming_the_key(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.parse('[cameras.0]\nsource = "/dev/null"\n' + text, "rva.toml")
+    assert expected in str(err.value)
+
+
+def test_options_before_the_command_are_used_not_ignored(tmp_path: Path) -> None:
+    cfg = tmp_path / "rva.toml"
+    cfg.write_text('[redis]\nurl = "redis://127.0.0.1:1/0"\n[cameras.door]\nsource = "/dev/null"\n')
+    shown = rva("--config", str(cfg), "config", "show")
+    assert shown.returncode == 0, shown.stderr
+    assert '"door"' in shown.stdout
+    status = rva("-u", "redis://127.0.0.1:2/0", "--config", str(cfg), "status")
+    assert "127.0.0.1:2" in status.stdout + status.stderr
