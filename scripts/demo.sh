@@ -13,6 +13,12 @@ cat >"$run/rva.toml" <<TOML
 url = "redis://127.0.0.1:$port/0"
 [cameras.0]
 source = "$cache/footage/vtest.avi"
+# The line of the hand-labelled crossings (tests/data/vtest_crossings.toml) and the path's area.
+[cameras.0.lines.path]
+points = [[330, 185], [330, 375]]
+in_side = [400, 270]
+[cameras.0.zones.path]
+polygon = [[200, 200], [460, 200], [460, 320], [200, 320]]
 [web]
 host = "0.0.0.0"
 port = $web_port
