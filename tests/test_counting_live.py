@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import re
 import tomllib
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -15,6 +16,7 @@ from tests.conftest import RedisServer, Services, free_port, wait_for
 from tests.test_web import MjpegClient, get_json, http_get
 
 ServicesFactory = Callable[[Path], Services]
+ROOT = Path(__file__).resolve().parent.parent
 LABELS = tomllib.loads((Path(__file__).parent / "data" / "vtest_crossings.toml").read_text())
 
 
@@ -66,6 +68,12 @@ def test_the_appliance_counts_crossings_and_occupancy_and_shows_them(
     )
     assert total >= 3
     assert samples[("rva_zone_occupancy", (("camera", "0"), ("zone", "plaza")))] >= 0
+
+    # Every series the provisioned Grafana dashboard queries is one RVA exports.
+    dashboard = (ROOT / "ansible/roles/rva_monitoring/files/rva-dashboard.json").read_text()
+    queried = set(re.findall(r"\b(rva_[a-z_]+)\{", dashboard))
+    exported = {name for name, _labels in samples}
+    assert queried and queried <= exported, queried - exported
 
     # The series: crossings kept in RedisTimeSeries with their labels.
     found = client.execute_command("TS.QUERYINDEX", "line=path")
