@@ -212,7 +212,7 @@ def analytics_cost(
     if not installed:
         return None
     try:
-        from rva.analytics.counting import Counter  # type: ignore[import-not-found,unused-ignore]
+        from rva.analytics.counting import Counter
         from rva.analytics.geometry import Line, Zone
 
         w, h = float(frame_size[0]), float(frame_size[1])
