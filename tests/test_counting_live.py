@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import re
 import tomllib
 from prometheus_client.parser import text_string_to_metric_families
 
