@@ -20,6 +20,8 @@ import types
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from rva import config, keys
@@ -322,8 +324,107 @@ def test_a_camera_that_fails_to_open_is_still_retried(tmp_path: Path) -> None:
 
 @pytest.fixture
 def sample_image(tmp_path: Path, sample_frames: dict) -> Path:
-    import cv2
-
     path = tmp_path / "frame.jpg"
     cv2.imwrite(str(path), next(iter(sample_frames.values())))
     return path
+
+
+# -- PiCamera against picamera2's API -------------------------------------------------------------
+class FakePicamera2:
+    """picamera2.Picamera2 as RVA uses it, answering like libcamera's virtual camera (which
+    adjusts RGB888 to NV12: read from Debian's libcamera 0.4, see image-build/README.md)."""
+
+    opened: list[FakePicamera2] = []  # noqa: RUF012 - the instances, for the test to look at
+
+    def __init__(self, index: int) -> None:
+        self.index, self.camera, self.allocator = index, object(), "DmaAllocator"
+        self.closed = False
+        self.fmt = "NV12"
+        FakePicamera2.opened.append(self)
+
+    def create_video_configuration(self, main: dict, controls: dict, buffer_count: int) -> dict:
+        return {"main": dict(main), "controls": controls, "buffer_count": buffer_count}
+
+    def configure(self, config: dict) -> None:
+        if self.fmt == "fail":
+            raise RuntimeError("Failed to allocate buffers")
+        self.config = {**config, "main": {**config["main"], "format": self.fmt}}
+
+    def camera_configuration(self) -> dict:
+        return self.config
+
+    def start(self) -> None:
+        pass
+
+    def capture_array(self, name: str) -> np.ndarray:
+        width, height = self.config["main"]["size"]
+        bgr = np.zeros((height, width, 3), np.uint8)
+        bgr[:, : width // 2] = (255, 0, 0)  # blue left half, red right half
+        bgr[:, width // 2 :] = (0, 0, 255)
+        i420 = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)  # Y plane, then U and V
+        y, uv = i420[:height], i420[height:].reshape(2, -1)
+        nv12 = np.concatenate([y.ravel(), np.stack(uv, axis=1).ravel()])
+        return nv12.reshape(height * 3 // 2, width)
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> type[FakePicamera2]:
+    _fake_picamera2(monkeypatch, [])
+    sys.modules["picamera2"].Picamera2 = FakePicamera2  # type: ignore[attr-defined]
+    allocators = types.ModuleType("picamera2.allocators")
+
+    class LibcameraAllocator:
+        def __init__(self, camera: object) -> None:
+            self.camera = camera
+
+    allocators.LibcameraAllocator = LibcameraAllocator  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "picamera2.allocators", allocators)
+    FakePicamera2.opened = []
+    return FakePicamera2
+
+
+def test_pi_camera_converts_what_libcamera_delivers_to_bgr(
+    fake_picamera2: type[FakePicamera2], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "PICAMERA2_DMA_HEAPS", ("/nonexistent/linux,cma",))
+    with open_source("picamera:1", 64, 48, 15) as camera:
+        frame = camera.read()
+    picam = fake_picamera2.opened[0]
+    assert picam.index == 1 and picam.closed
+    # No DMA heap (Debian's kernels): libcamera's own allocator instead of picamera2's default.
+    assert type(picam.allocator).__name__ == "LibcameraAllocator"
+    assert picam.config["main"]["size"] == (64, 48) and picam.config["controls"] == {
+        "FrameRate": 15
+    }
+    assert frame.shape == (48, 64, 3)
+    assert frame[24, 10].tolist() == pytest.approx([255, 0, 0], abs=12)  # blue, in BGR order
+    assert frame[24, 54].tolist() == pytest.approx([0, 0, 255], abs=12)
+
+
+def test_pi_camera_releases_the_camera_when_it_cannot_be_configured(
+    fake_picamera2: type[FakePicamera2], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(FakePicamera2, "__init__", _init_with("fail"))
+    with pytest.raises(SourceError, match="cannot open Pi camera 0: Failed to allocate"):
+        open_source("picamera", 64, 48, 15).open()
+    assert fake_picamera2.opened[0].closed  # or the next attempt finds it busy
+    monkeypatch.setattr(FakePicamera2, "__init__", _init_with("SGRBG10"))
+    with pytest.raises(SourceUnusable, match="delivers SGRBG10, which RVA cannot convert"):
+        open_source("picamera", 64, 48, 15).open()
+    assert fake_picamera2.opened[1].closed
+
+
+def _init_with(fmt: str) -> Callable:
+    original = FakePicamera2.__init__
+
+    def init(self: FakePicamera2, index: int) -> None:
+        original(self, index)
+        self.fmt = fmt
+
+    return init
