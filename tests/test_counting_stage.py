@@ -70,6 +70,16 @@ def ts_sum(client: redis.Redis, key: str) -> float:
     return sum(float(v) for _t, v in rows)
 
 
+def reached(client: redis.Redis, results: list[tuple[int, list[int]]], frame: int) -> None:
+    """Wait until the stage has committed the result of `frame`."""
+    want = str(results[frame][0]).encode()
+    wait_for(
+        lambda: client.hget(keys.stage_state("0", "counting"), "ref_ms") == want,
+        60,
+        what=f"the stage to reach frame {frame}",
+    )
+
+
 def setup(tmp_path: Path, redis_ts: RedisServer, services: ServicesFactory) -> Services:
     cfg = tmp_path / "rva.toml"
     cfg.write_text(f'[redis]\nurl = "{redis_ts.url}"\n' + CONFIG.format(source="/dev/null"))
@@ -139,12 +149,7 @@ def test_stage_killed_mid_run_resumes_from_its_checkpoint_with_totals_unchanged(
     results = walkers()
     feed(client, results[:120])
     proc = svc.start("stages")
-    wait_for(
-        lambda: client.hget(keys.stage_state("0", "counting"), "ref_ms")
-        == f"{results[119][0]}".encode(),
-        60,
-        what="the stage to reach frame 119",
-    )
+    reached(client, results, 119)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     feed(client, results[120:])
@@ -163,12 +168,7 @@ def test_redis_restarted_from_its_snapshot_keeps_totals_and_counts_nothing_twice
     results = walkers()
     feed(client, results[:100])
     svc.start("stages")
-    wait_for(
-        lambda: client.hget(keys.stage_state("0", "counting"), "ref_ms")
-        == f"{results[99][0]}".encode(),
-        60,
-        what="the stage to reach frame 99",
-    )
+    reached(client, results, 99)
     before = totals(client)
     client.save()  # the snapshot a device would have taken
     feed(client, results[100:140])  # lost with Redis: never snapshotted

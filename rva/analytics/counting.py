@@ -89,18 +89,13 @@ class Counter:
         lines: Sequence[Line],
         zones: Sequence[Zone],
         *,
-        max_miss_ms: int = 1500,
-        min_hits: int = 3,
-        match_iou: float = 0.2,
-        match_distance: float = 1.0,
-        velocity_tau_ms: int = 500,
-        distance_growth_per_s: float = 1.0,
-        new_track_distance_growth_per_s: float = 2.0,
         line_margin_px: float = 3.0,
         line_margin_frac: float = 0.1,
         line_frames: int = 2,
         zone_frames: int = 3,
+        **tracker_params: Any,
     ) -> None:
+        """``tracker_params`` go to the Tracker as they are (max_miss_ms, min_hits, ...)."""
         for kind, names in (("line", [x.name for x in lines]), ("zone", [z.name for z in zones])):
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
@@ -113,15 +108,7 @@ class Counter:
         self.line_margin_frac = line_margin_frac
         self.line_frames = line_frames
         self.zone_frames = zone_frames
-        self._tracker_params: dict[str, Any] = {
-            "max_miss_ms": max_miss_ms,
-            "min_hits": min_hits,
-            "match_iou": match_iou,
-            "match_distance": match_distance,
-            "velocity_tau_ms": velocity_tau_ms,
-            "distance_growth_per_s": distance_growth_per_s,
-            "new_track_distance_growth_per_s": new_track_distance_growth_per_s,
-        }
+        self._tracker_params = tracker_params
         self.tracker = Tracker(**self._tracker_params)
         self._memory: dict[int, _TrackMemory] = {}
 
