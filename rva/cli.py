@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("stages", "run tracking and counting (lines, zones) for cameras that have them")
 
+    add("mqtt", "publish counts to an MQTT broker, with Home Assistant discovery ([mqtt])")
+
     p = add("web", "serve the live view, /metrics and /healthz")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
@@ -242,6 +244,12 @@ def cmd_stages(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def cmd_mqtt(args: argparse.Namespace, cfg: Config) -> int:
+    from rva.services import mqtt
+
+    return mqtt.run(config.redis_url(cfg, args.url), cfg, runtime=_runtime("mqtt"))
+
+
 def cmd_web(args: argparse.Namespace, cfg: Config) -> int:
     from rva.services import web
 
@@ -378,6 +386,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
     "capture": cmd_capture,
     "gears": cmd_gears,
     "stages": cmd_stages,
+    "mqtt": cmd_mqtt,
     "web": cmd_web,
     "init": cmd_init,
     "status": cmd_status,

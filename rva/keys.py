@@ -93,3 +93,9 @@ def stage_state(camera: str, stage: str) -> str:
 def stage_lease(camera: str, stage: str) -> str:
     """String: the one instance allowed to run this stage for this camera (expires)."""
     return f"camera:{camera}:stage:{stage}:lease"
+
+
+# -- MQTT (rva mqtt) ---------------------------------------------------------------------------
+MQTT = "rva:mqtt"  # hash: the broker link as rva mqtt sees it (state, detail, broker, updated, ...)
+MQTT_ANNOUNCED = "rva:mqtt:announced"  # hash: discovery config topic -> its state topics (JSON)
+MQTT_EVENTS = "rva:mqtt:events"  # hash: camera -> id of the last camera:<id>:events entry sent

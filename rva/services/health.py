@@ -14,6 +14,8 @@ from rva.connection import TRANSIENT, timeseries_available
 FRAME_STALE_S = 10.0  # no new frame for this long: the camera (or rva-capture) is down
 RESULT_STALE_S = 30.0  # no new result for this long while frames arrive: rva-gears is down
 HEARTBEAT_STALE_S = 30.0
+MQTT_STALE_S = 30.0  # rva mqtt writes rva:mqtt every second while it runs
+MQTT_DOWN_S = 10.0  # a broker away this long is a problem (a reconnect is not)
 
 
 def source_key(camera: str) -> str:
@@ -55,6 +57,7 @@ class Snapshot:
     timeseries: bool = False
     cameras: dict[str, CameraState] = field(default_factory=dict)
     services: dict[str, float] = field(default_factory=dict)  # heartbeat field -> age s
+    mqtt: dict[str, str] = field(default_factory=dict)  # rva:mqtt, when rva mqtt runs
     problems: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -127,6 +130,20 @@ def _camera(client: redis.Redis, camera: str, group: str, now_ms: int) -> Camera
     return state
 
 
+def mqtt_problem(link: dict[str, str], now: float) -> str | None:
+    """What is wrong with the MQTT link that rva mqtt reported in rva:mqtt, if anything."""
+    state = link.get("state")
+    if not state or state == "stopped":
+        return None
+    age = now - float(link.get("updated") or 0)
+    if age > MQTT_STALE_S:
+        return f"MQTT: rva-mqtt has not reported for {age:.0f}s (is it running?)"
+    away = now - float(link.get("since") or now)
+    if state == "error" or (state in ("down", "connecting") and away > MQTT_DOWN_S):
+        return f"MQTT: {link.get('detail') or state}"
+    return None
+
+
 def snapshot(client: redis.Redis, cameras: list[str], group: str) -> Snapshot:
     try:
         now_ms = server_ms(client)
@@ -140,6 +157,9 @@ def snapshot(client: redis.Redis, cameras: list[str], group: str) -> Snapshot:
                 snap.services[name] = round(age, 1)
         if not snap.timeseries:
             snap.problems.append("RedisTimeSeries not available: time series are off")
+        snap.mqtt = _decode(client.hgetall(keys.MQTT))
+        if problem := mqtt_problem(snap.mqtt, now):
+            snap.problems.append(problem)
         return snap
     except TRANSIENT as exc:
         return Snapshot(redis=False, error=str(exc), problems=[f"Redis unreachable: {exc}"])

@@ -45,6 +45,9 @@ def render(snap: health.Snapshot) -> str:
         lines += [f"    ! {p}" for p in st.problems]
     for name, age in sorted(snap.services.items()):
         lines.append(f"  service {name}: alive {age:.0f}s ago")
+    if link := snap.mqtt:
+        sent = f"; {link['published']} messages sent" if "published" in link else ""
+        lines.append(f"  MQTT: {link.get('state', '?')}, {link.get('detail', '')}{sent}")
     lines += [f"  ! {p}" for p in snap.problems]
     return "\n".join(lines)
 
