@@ -1,6 +1,8 @@
 #!/bin/bash
 # make demo: Redis with TimeSeries, rva init, capture (vtest.avi, looped), gears and web, all in
-# the foreground of this terminal. Ctrl-C stops everything.
+# the foreground of this terminal. One Ctrl-C stops everything: the rva services first (Redis
+# still up, so none of them is left waiting for it), then Redis; whatever has not stopped 10 s
+# later is killed, and a second Ctrl-C kills at once.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${RVA_CACHE:-$here/.cache}
@@ -25,12 +27,54 @@ port = $web_port
 TOML
 export RVA_CONFIG=$run/rva.toml RVA_MODEL_CACHE=${RVA_MODEL_CACHE:-$cache/models}
 export PATH=$here/.venv/bin:$PATH
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
-"$cache/redis-stack/redis-server" --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$run" --loadmodule "$cache/redis-stack/redistimeseries.so" --logfile "$run/redis.log" &
-pids+=($!)
+pids=() redis_pid=
+# TERM the given processes, wait up to 10 s for them to end, then KILL what is left.
+stop() {
+    local left=("$@") i p alive
+    kill -TERM "$@" 2>/dev/null || true
+    for ((i = 0; i < 100 && ${#left[@]}; i++)); do
+        sleep 0.1
+        alive=()
+        for p in "${left[@]}"; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
+        left=("${alive[@]}")
+    done
+    if ((${#left[@]})); then
+        echo "demo: process(es) ${left[*]} still running after 10 s: killed" >&2
+        kill -KILL "${left[@]}" 2>/dev/null || true
+    fi
+}
+cleanup() {
+    trap - EXIT
+    # A second Ctrl-C (or TERM) while stopping: no more waiting.
+    trap 'kill -KILL "${pids[@]}" $redis_pid 2>/dev/null || true' INT TERM
+    echo "demo: stopping" >&2
+    if ((${#pids[@]})); then stop "${pids[@]}"; fi
+    if [ -n "$redis_pid" ]; then stop "$redis_pid"; fi
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+# Redis runs in a session of its own, out of reach of the terminal's Ctrl-C: it is stopped last,
+# after the services that use it.
+setsid "$cache/redis-stack/redis-server" --port "$port" --bind 127.0.0.1 --save "" \
+    --appendonly no --dir "$run" --loadmodule "$cache/redis-stack/redistimeseries.so" \
+    --logfile "$run/redis.log" &
+redis_pid=$!
+# Ours, not another server already on that port.
+redis_ours() {
+    "$cache/redis-stack/redis-cli" -p "$port" info server 2>/dev/null | tr -d '\r' |
+        grep -qx "process_id:$redis_pid"
+}
+for ((i = 0; ; i++)); do
+    redis_ours && break
+    if ! kill -0 "$redis_pid" 2>/dev/null || ((i > 100)); then
+        echo "demo: redis-server did not start on port $port (busy? set RVA_DEMO_REDIS_PORT); its log:" >&2
+        tail -n 5 "$run/redis.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
 rva init
 rva capture & pids+=($!)
 rva gears & pids+=($!)
