@@ -163,7 +163,7 @@ def open_camera(camera: Camera, runtime: Progress, report: SourceReport | None =
         except SourceError as exc:
             say("waiting", str(exc))
             runtime.tick(f"waiting for camera: {exc}")
-            backoff.wait(str(exc), tick=runtime.tick)
+            backoff.wait(str(exc), tick=runtime.tick, stop=runtime.stop)
         else:
             log.info("opened %s", camera.description)
             say("capturing")
@@ -182,7 +182,8 @@ def run(
     """Capture until stopped (or ``frames`` frames when > 0). Returns frames written."""
     runtime = runtime or Runtime(f"capture:{camera_id}")
     client = connect(url, name=f"rva-capture:{camera_id}")
-    wait_for_redis(client, tick=runtime.tick)
+    if not wait_for_redis(client, tick=runtime.tick, stop=runtime.stop):
+        return 0
     camera = open_source(
         cam.source, cam.width, cam.height, cam.fps, resize=cam.resize, camera_id=camera_id
     )
@@ -215,7 +216,8 @@ def run(
             except SourceError as exc:
                 camera.close()
                 report("waiting", "", f"{exc}; reopening")
-                source_backoff.wait(f"{exc}; reopening", tick=runtime.tick)
+                if source_backoff.wait(f"{exc}; reopening", tick=runtime.tick, stop=runtime.stop):
+                    break
                 if not open_camera(camera, runtime, report):
                     break
                 continue
@@ -240,7 +242,9 @@ def run(
             except TRANSIENT as exc:
                 lost += 1
                 runtime.tick(f"Redis unreachable, {lost} frames not stored")
-                redis_backoff.wait(f"XADD {stream} failed ({exc})", tick=runtime.tick)
+                redis_backoff.wait(
+                    f"XADD {stream} failed ({exc})", tick=runtime.tick, stop=runtime.stop
+                )
                 continue
             except redis.ResponseError as exc:  # e.g. OOM: keep going, say it
                 lost += 1

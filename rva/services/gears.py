@@ -286,7 +286,8 @@ def run(
     and runs those whose lease it holds between frames."""
     runtime = runtime or Runtime("gears")
     client = connect(url, name="rva-gears")
-    wait_for_redis(client, tick=runtime.tick)
+    if not wait_for_redis(client, tick=runtime.tick, stop=runtime.stop):
+        return 0
     worker = Worker(client, cfg, runtime)
     runner = StageRunner(client, cfg) if stages else None
     backoff = Backoff()
@@ -301,7 +302,8 @@ def run(
         except store.ModelError as exc:
             runtime.tick(f"waiting for the model: {exc}")
             log.warning("%s", exc)
-        backoff.wait("gears not ready", tick=runtime.tick)
+        if backoff.wait("gears not ready", tick=runtime.tick, stop=runtime.stop):
+            break
     if runtime.stop.is_set():
         return 0
     backoff.reset()
@@ -329,9 +331,11 @@ def run(
             if runner:
                 runner.lost_redis()
             runtime.tick(f"Redis unreachable: {exc}")
-            backoff.wait(f"Redis unreachable ({exc})", tick=runtime.tick)
+            if backoff.wait(f"Redis unreachable ({exc})", tick=runtime.tick, stop=runtime.stop):
+                break
             try:
-                wait_for_redis(client, tick=runtime.tick)
+                if not wait_for_redis(client, tick=runtime.tick, stop=runtime.stop):
+                    break
                 worker.prepare()
             except TRANSIENT:
                 continue

@@ -20,7 +20,8 @@ def run(url: str, cfg: Config, *, runtime: Runtime | None = None) -> int:
     """Run the stages until stopped (`rva stages`)."""
     runtime = runtime or Runtime("stages")
     client = connect(url, name="rva-stages")
-    wait_for_redis(client, tick=runtime.tick)
+    if not wait_for_redis(client, tick=runtime.tick, stop=runtime.stop):
+        return 0
     runner = StageRunner(client, cfg)
     if not runner.slots:
         log.warning("no camera has lines or zones: no stage to run")
@@ -42,7 +43,8 @@ def run(url: str, cfg: Config, *, runtime: Runtime | None = None) -> int:
                 prepared = False
                 runner.lost_redis()
                 runtime.tick(f"Redis unreachable: {exc}")
-                backoff.wait(f"Redis unreachable ({exc})", tick=runtime.tick)
+                if backoff.wait(f"Redis unreachable ({exc})", tick=runtime.tick, stop=runtime.stop):
+                    break
     finally:
         with contextlib.suppress(*TRANSIENT):
             runner.release()

@@ -196,7 +196,8 @@ class _QuietHandler(WSGIRequestHandler):
 def serve(url: str, cfg: Config, host: str, port: int, *, runtime: Runtime | None = None) -> None:
     runtime = runtime or Runtime("web")
     client = connect(url, name="rva-web")
-    wait_for_redis(client, tick=runtime.tick)
+    if not wait_for_redis(client, tick=runtime.tick, stop=runtime.stop):
+        return
     app = make_app(client, cfg)
     server = make_server(
         host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
