@@ -148,7 +148,11 @@ class GearSection(Section):
 
     type: str = Field(const.DEFAULT_GEAR, title="Gear type (a module of rva/gears)")
     model: str = Field(const.DEFAULT_MODEL, title="Model name from rva models list", min_length=1)
-    backend: str = Field("opencv", title="Inference backend: opencv or onnxruntime")
+    backend: str = Field(
+        "auto",
+        title="Inference backend: auto (onnxruntime where installed and able to run the model, "
+        "else opencv), opencv or onnxruntime",
+    )
     device: Literal["cpu", "cuda"] = Field("cpu", title="Where the backend runs the model")
     score_threshold: float = Field(0.4, title="Minimum person score", ge=0.0, le=1.0)
     nms_threshold: float = Field(0.45, title="Box overlap (IoU) above which NMS merges", ge=0, le=1)
@@ -158,6 +162,46 @@ class GearSection(Section):
     )
     results_maxlen: int = Field(1000, title="Results kept in camera:<id>:yolo", ge=10, le=100_000)
     threads: int = Field(0, title="Inference threads (0 = backend default)", ge=0, le=64)
+    input_size: int = Field(
+        0,
+        title="Model input side in pixels, a multiple of 32 (0 = the model's own, from its "
+        "manifest); Darknet models only",
+        ge=0,
+        le=1024,
+    )
+    motion_gate: Literal["capture", "gear", "off"] = Field(
+        "capture",
+        title="Run the detector only on frames with motion (and every still_refresh_s): "
+        "capture (frames of a still scene are not even encoded), gear, or off (true = capture, "
+        "false = off)",
+    )
+    still_refresh_s: float = Field(
+        5.0,
+        title="With the motion gate, run the detector on a still scene this often, so people "
+        "standing still stay counted (under 10 s: /healthz calls a camera silent for longer down)",
+        ge=0.2,
+        le=8.0,
+    )
+    motion_threshold: int = Field(
+        20, title="Grey levels a pixel must change by to count as motion", ge=1, le=255
+    )
+    motion_min_area: float = Field(
+        0.002, title="Share of the frame that must change to count as motion", gt=0, lt=0.5
+    )
+
+    @field_validator("input_size")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        if value and (value % 32 or value < 128):
+            raise ValueError("must be 0 (the model's own) or a multiple of 32 from 128 to 1024")
+        return value
+
+    @field_validator("motion_gate", mode="before")
+    @classmethod
+    def _gate_switch(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "capture" if value else "off"
+        return value
 
     # Plugin names are checked when the file loads, so a typo fails `rva config check` instead
     # of leaving rva-gears waiting for a model forever.
@@ -180,7 +224,7 @@ class GearSection(Section):
     def _known_backend(cls, value: str) -> str:
         from rva.models.backends import BACKENDS
 
-        return _one_of("backend (or its runtime is not installed)", value, list(BACKENDS))
+        return _one_of("backend (or its runtime is not installed)", value, ["auto", *BACKENDS])
 
 
 class AnalyticsSection(Section):
@@ -212,6 +256,22 @@ class WebSection(Section):
         75, title="JPEG quality of the annotated /video stream", ge=10, le=100
     )
     max_fps: float = Field(15, title="Upper bound on /video frames per second", gt=0, le=60)
+    max_connections: int = Field(
+        256,
+        title="Open connections at most; beyond it the oldest one still sending its request "
+        "is closed",
+        ge=16,
+        le=65_536,
+    )
+    request_timeout_s: float = Field(
+        10, title="Seconds a client has, from connecting, to send its whole request", gt=0, le=300
+    )
+    io_timeout_s: float = Field(
+        20, title="Seconds a response waits on a client that reads nothing", gt=0, le=600
+    )
+    max_viewers: int = Field(
+        16, title="/video streams at once (more get 503); each holds a server thread", ge=1, le=256
+    )
 
 
 def _absolute(value: str) -> str:
@@ -265,7 +325,7 @@ class MqttSection(Section):
     password_file: str = Field(
         "",
         title="File holding the password (empty: the systemd credential mqtt.password, which "
-        "rva-mqtt.service loads from /etc/rva/credentials/mqtt.password, when there is one)",
+        "rva-mqtt.service loads from /etc/rva/credentials/mqtt-broker.secret)",
     )
     tls: MqttTlsSection | None = Field(None, title="TLS to the broker; absent: plain TCP")
     client_id: str = Field(
@@ -373,9 +433,9 @@ def _describe(file: Path | str, err: Any, prefix: str = "") -> str:
     return f"{file}: {key}: {reason}{shown}"
 
 
-def gear_settings(cfg: Config, **options: str | None) -> GearSection:
-    """The gear settings with command-line options (--model, --backend) laid over them, checked
-    like the file: a wrong name is an error that names the option."""
+def gear_settings(cfg: Config, **options: object) -> GearSection:
+    """The gear settings with command-line options (--model, --backend, ...) laid over them,
+    checked like the file: a wrong name is an error that names the option."""
     given = {k: v for k, v in options.items() if v is not None}
     try:
         return GearSection.model_validate({**cfg.gear.model_dump(), **given})

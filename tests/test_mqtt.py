@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -449,3 +450,57 @@ def test_without_mqtt_configured_rva_mqtt_exits_at_once(
     cfg_path.write_text(f'[redis]\nurl = "{redis_plain.url}"\n[mqtt]\nenabled = false\n')
     done = services(cfg_path).run("mqtt", timeout=30)
     assert done.returncode == 0 and "mqtt.enabled = false" in done.stderr
+
+
+def test_the_boot_partition_sets_mqtt_and_its_password_goes_to_a_root_only_file(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    (root / "etc/rva/credentials").mkdir(parents=True, mode=0o700)
+    (root / "boot/firmware").mkdir(parents=True)
+    repo = Path(__file__).resolve().parent.parent
+    shutil.copy(repo / "rootfs/etc/rva/rva.toml", root / "etc/rva/rva.toml")
+    (root / "etc/hostname").write_text("rva-hall\n")
+    secret = "s3cret with spaces"
+    (root / "boot/firmware/rva.toml").write_text(
+        '# my broker\n[mqtt]\nhost = "hub.lan"\nusername = "rva"\n'
+        f'password = "{secret}"\ntopic_prefix = "home/hall"\n'
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(repo / "rootfs/usr/lib/rva-firstboot/rva-firstboot"),
+            "--root",
+            str(root),
+            "--rva",
+            str(Path(sys.executable).parent / "rva"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stored = root / "etc/rva/credentials/mqtt-broker.secret"
+    assert stored.read_text() == secret + "\n"
+    assert stored.stat().st_mode & 0o777 == 0o600
+    seeded = (root / "etc/rva/rva.toml").read_text()
+    assert secret not in seeded and secret not in done.stdout + done.stderr
+    assert "# my broker" in seeded
+    cfg = config.parse(seeded)
+    assert cfg.mqtt is not None and cfg.mqtt.host == "hub.lan" and cfg.mqtt.password_file == ""
+    assert cfg.mqtt.topic_prefix == "home/hall"
+
+
+def test_the_password_comes_from_the_systemd_credential_when_no_file_is_named(
+    redis_plain: RedisServer, tmp_path: Path, services: ServicesFactory, broker: Mosquitto
+) -> None:
+    creds = tmp_path / "credentials"
+    creds.mkdir(mode=0o700)
+    (creds / "mqtt.password").write_text(RVA_PASSWORD + "\n")  # as LoadCredential= leaves it
+    cfg_path = tmp_path / "rva.toml"
+    cfg_path.write_text(
+        f'[redis]\nurl = "{redis_plain.url}"\n[mqtt]\nhost = "127.0.0.1"\n'
+        f'port = {broker.port}\nusername = "rva"\ntopic_prefix = "{PREFIX}"\n'
+    )
+    services(cfg_path).start("mqtt", env={"CREDENTIALS_DIRECTORY": str(creds)})
+    client = redis_plain.client()
+    wait_for(lambda: client.hget(keys.MQTT, "state") == b"connected", 20, what="connected")

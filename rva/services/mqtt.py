@@ -63,7 +63,7 @@ EVENT_MAX_AGE_S = 300.0
 EVENT_BATCH = 100
 MAX_QUEUED = 1000
 KEEPALIVE_S = 30
-CREDENTIAL = "mqtt.password"  # rva-mqtt.service: LoadCredential= from /etc/rva/credentials/
+CREDENTIAL = "mqtt.password"  # rva-mqtt.service: LoadCredential= of mqtt-broker.secret
 
 
 def read_password(section: MqttSection) -> str | None:
