@@ -59,6 +59,28 @@ def test_video_nodes_are_listed_in_numeric_order(tmp_path: Path) -> None:
     assert video_nodes(tmp_path) == [str(tmp_path / n) for n in ("video0", "video2", "video10")]
 
 
+def test_a_node_that_cannot_be_opened_is_named_in_the_status(tmp_path: Path) -> None:
+    node = tmp_path / "video0"
+    node.mkdir()  # cannot be opened for writing, even by root (EACCES/EPERM on a real node)
+    (tmp_path / "video1").touch()  # opens, but is no V4L2 device: skipped without a word
+    problems: list[str] = []
+    assert v4l2_cameras(tmp_path, problems=problems) == []
+    assert problems == [f"{node}: Is a directory"]
+
+
+def test_what_auto_could_not_open_is_part_of_its_no_camera_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "video0").touch()
+
+    def denied(path: str, problems: list[str]) -> None:
+        problems.append(f"{path}: Operation not permitted")  # the device cgroup said no
+
+    monkeypatch.setattr(sources, "query_v4l2", denied)
+    found, notes = sources.find_cameras(dev=tmp_path)
+    assert found == [] and notes[-1] == f"{tmp_path / 'video0'}: Operation not permitted"
+
+
 def test_a_node_that_is_no_v4l2_device_is_skipped(tmp_path: Path) -> None:
     plain = tmp_path / "video0"
     plain.write_bytes(b"")
@@ -74,7 +96,7 @@ def _fake_devices(tmp_path: Path, devices: dict[str, tuple[str, bool]]) -> Calla
         (tmp_path / name).touch()
         path = str(tmp_path / name)
         answers[path] = VideoDevice(path, driver, f"{driver} card", "platform:x", capture_)
-    return answers.get
+    return lambda path, problems: answers.get(path)
 
 
 def test_v4l2_capture_devices_skip_metadata_nodes_and_the_pis_own_camera_pipeline(

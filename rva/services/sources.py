@@ -347,13 +347,14 @@ class VideoDevice:
         return self.capture and self.driver not in PI_PIPELINE_DRIVERS
 
 
-def query_v4l2(path: str) -> VideoDevice | None:
-    """VIDIOC_QUERYCAP on a device node; None when it is no V4L2 device or cannot be opened."""
+def query_v4l2(path: str, problems: list[str] | None = None) -> VideoDevice | None:
+    """VIDIOC_QUERYCAP on a device node; None when it is no V4L2 device or cannot be opened
+    (why it could not be opened goes into ``problems``, unless the node is simply gone)."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        if exc.errno not in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
-            log.info("cannot open %s: %s", path, exc.strerror)
+        if problems is not None and exc.errno not in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+            problems.append(f"{path}: {exc.strerror}")
         return None
     try:
         buf = bytearray(V4L2_CAPABILITY.size)
@@ -384,10 +385,16 @@ def video_nodes(dev: str | Path = "/dev") -> list[str]:
 
 
 def v4l2_cameras(
-    dev: str | Path = "/dev", query: Callable[[str], VideoDevice | None] = query_v4l2
+    dev: str | Path = "/dev",
+    query: Callable[[str, list[str]], VideoDevice | None] | None = None,
+    problems: list[str] | None = None,
 ) -> list[VideoDevice]:
-    """The V4L2 capture devices OpenCV can read, first node first."""
-    return [d for d in map(query, video_nodes(dev)) if d is not None and d.usable]
+    """The V4L2 capture devices OpenCV can read, first node first; nodes that could not be
+    asked (permission) are named in ``problems``."""
+    problems = [] if problems is None else problems
+    ask = query or query_v4l2  # looked up at call time
+    found = (ask(path, problems) for path in video_nodes(dev))
+    return [d for d in found if d is not None and d.usable]
 
 
 def csi_cameras() -> tuple[list[tuple[int, str]], str | None]:
@@ -420,9 +427,13 @@ def find_cameras(dev: str | Path = "/dev") -> tuple[list[Candidate], list[str]]:
     """What ``auto`` may use, best first: CSI cameras through libcamera, then V4L2 capture
     devices. Also notes on what could not be looked at."""
     csi, why = csi_cameras()
+    notes = [why] if why else []
     found = [Candidate(f"picamera:{n}", f"Pi camera {n} ({model})") for n, model in csi]
-    found += [Candidate(d.path, f"V4L2 {d.path} ({d.card or d.driver})") for d in v4l2_cameras(dev)]
-    return found, [why] if why else []
+    found += [
+        Candidate(d.path, f"V4L2 {d.path} ({d.card or d.driver})")
+        for d in v4l2_cameras(dev, problems=notes)
+    ]
+    return found, notes
 
 
 class AutoCamera(Camera):
