@@ -25,6 +25,23 @@ polygon = [[200, 200], [460, 200], [460, 320], [200, 320]]
 host = "0.0.0.0"
 port = $web_port
 TOML
+# MQTT / Home Assistant: a local mosquitto (when installed; RVA_DEMO_MQTT=0 leaves it out) with
+# rva mqtt publishing to it, anonymous and on loopback only.
+mqtt_port=${RVA_DEMO_MQTT_PORT:-1884}
+mosquitto=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+mqtt=
+if [ "${RVA_DEMO_MQTT:-1}" != 0 ] && [ -x "$mosquitto" ]; then
+    mqtt=1
+fi
+if [ -n "$mqtt" ] && (exec 3<>"/dev/tcp/127.0.0.1/$mqtt_port") 2>/dev/null; then
+    echo "demo: port $mqtt_port is busy (set RVA_DEMO_MQTT_PORT): no MQTT this time" >&2
+    mqtt=
+fi
+if [ -n "$mqtt" ]; then
+    printf 'user %s\nlistener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file %s\n' \
+        "$(id -un)" "$mqtt_port" "$run/mosquitto.log" >"$run/mosquitto.conf"
+    printf '[mqtt]\nhost = "127.0.0.1"\nport = %s\n' "$mqtt_port" >>"$run/rva.toml"
+fi
 export RVA_CONFIG=$run/rva.toml RVA_MODEL_CACHE=${RVA_MODEL_CACHE:-$cache/models}
 export PATH=$here/.venv/bin:$PATH
 pids=() redis_pid=
@@ -79,7 +96,16 @@ rva init
 rva capture & pids+=($!)
 rva gears & pids+=($!)
 rva web & pids+=($!)
+if [ -n "$mqtt" ]; then
+    "$mosquitto" -c "$run/mosquitto.conf" & pids+=($!)
+    rva mqtt & pids+=($!)
+fi
 sleep 2
+if [ -n "$mqtt" ]; then
+    echo
+    echo "MQTT: mosquitto on 127.0.0.1:$mqtt_port; a Home Assistant using it would discover:"
+    python "$here/scripts/mqtt-discovered.py" 127.0.0.1 "$mqtt_port" || true
+fi
 echo
 echo "RVA demo running: open http://localhost:$web_port/   (rva top: RVA_CONFIG=$RVA_CONFIG $here/.venv/bin/rva top)"
 echo "Ctrl-C stops it."
