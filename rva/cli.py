@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -255,7 +256,18 @@ def cmd_web(args: argparse.Namespace, cfg: Config) -> int:
 
     host = args.host or cfg.web.host
     port = args.port or cfg.web.port
-    web.serve(config.redis_url(cfg, args.url), cfg, host, port, runtime=_runtime("web"))
+    try:
+        web.serve(config.redis_url(cfg, args.url), cfg, host, port, runtime=_runtime("web"))
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        busy = " (another rva web?)" if exc.errno == errno.EADDRINUSE else ""
+        print(
+            f"rva web: cannot listen on {host}:{port}: {exc.strerror}{busy}; choose another "
+            f"with --port or [web] port in {config.config_path(args.config)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -51,7 +51,8 @@ class RedisSection(Section):
     @classmethod
     def _known_scheme(cls, value: str) -> str:
         if not re.match(r"^(redis|rediss|unix)://", value):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+            hint = f", e.g. redis://{value}" if re.fullmatch(r"[\w.-]+:\d+(/\d+)?", value) else ""
+            raise ValueError(f"must start with redis://, rediss:// or unix://{hint}")
         return value
 
 
@@ -446,5 +447,17 @@ def gear_settings(cfg: Config, **options: object) -> GearSection:
 
 
 def redis_url(cfg: Config, override: str | None = None) -> str:
-    """-u/--url beats RVA_REDIS_URL beats the config file."""
-    return override or os.environ.get(const.ENV_REDIS_URL) or cfg.redis.url
+    """-u/--url beats RVA_REDIS_URL beats the config file. A URL given either way is checked as
+    the file's redis.url is: a wrong one is a ConfigError that names the option or variable."""
+    for where, url in (
+        ("-u/--url", override),
+        (const.ENV_REDIS_URL, os.environ.get(const.ENV_REDIS_URL)),
+    ):
+        if url:
+            try:
+                RedisSection(url=url)
+            except ValidationError as exc:
+                reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                raise ConfigError(f"{where}: {reason} (got {url!r})") from None
+            return url
+    return cfg.redis.url
