@@ -13,6 +13,7 @@ ROLLUP_MINUTES = (1, 5, 15)
 GEARS = "rva:gears"  # hash: gear id -> JSON registration
 MODELS = "rva:models"  # set of model names stored in Redis
 ERRORS = "rva:errors"  # hash: "<camera>:<kind>" -> count (corrupt_frame, bad_entry, oversized, ...)
+ERRORS_LAST = "rva:errors:last"  # hash: "<camera>:<kind>" -> unix time of the newest one
 STATS = "rva:stats"  # hash: "<camera>:<counter>" -> count (processed, skipped, reclaimed, ...)
 HEARTBEAT = "rva:heartbeat"  # hash: "<service>:<host>:<pid>" -> unix time of last loop
 TIMESERIES_FLAG = "rva:timeseries"  # "on" / "off", written by rva init

@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 import redis
 
-from rva import keys
+from rva import images, keys
 from rva.config import CameraSection
 from rva.connection import TRANSIENT, Backoff
+from rva.ratelog import RateLimitedLog
 from rva.services import overlay
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,12 @@ class Feed:
         self.last_viewer = time.monotonic()
         self.thread: threading.Thread | None = None
         self.encoded = 0  # frames encoded, for tests and /metrics
+        self.rejected: dict[str, int] = {}  # frames not shown, by kind (oversized, ...), /metrics
+        self.warn = RateLimitedLog(log)
+        # The newest raw frame, decoded once: redrawn while no newer one comes, and one that
+        # would not decode is neither fetched nor decoded again.
+        self.raw_id: bytes | None = None
+        self.raw_frame: np.ndarray | None = None
 
     # -- viewers ------------------------------------------------------------------------
     def join(self) -> None:
@@ -93,6 +100,7 @@ class Feed:
             if self.viewers <= 0 and time.monotonic() - self.last_viewer > IDLE_STOP_S:
                 self.thread = None
                 self.jpeg = None  # stale by the time anybody comes back: they wait for a fresh one
+                self.raw_id, self.raw_frame = None, None
                 return True
             return False
 
@@ -114,12 +122,34 @@ class Feed:
         found = self.client.xrange(keys.frames(self.camera), entry_id, entry_id, count=1)
         if not found or b"image" not in found[0][1]:
             return None  # trimmed already
-        data = np.frombuffer(found[0][1][b"image"], dtype=np.uint8)
-        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+        return self._decode(found[0][0], found[0][1][b"image"])
+
+    def _decode(self, entry_id: bytes, data: bytes) -> np.ndarray | None:
+        """The frame, or None (counted, and said at most once a minute per kind) when its
+        header says it cannot be one worth decoding: empty, oversized, unsupported, corrupt."""
+        try:
+            return images.decode(data)
+        except images.ImageRejected as exc:
+            with self.cond:
+                self.rejected[exc.kind] = self.rejected.get(exc.kind, 0) + 1
+            self.warn.warning(
+                exc.kind, "feed %s: frame %s not shown: %s", self.camera, entry_id.decode(), exc
+            )
+            return None
 
     def _latest_raw(self) -> np.ndarray | None:
-        newest = self.client.xrevrange(keys.frames(self.camera), count=1)
-        return self._frame(newest[0][0]) if newest else None
+        newer = self.client.xrevrange(
+            keys.frames(self.camera),
+            "+",
+            b"(" + self.raw_id if self.raw_id else "-",
+            count=1,
+        )
+        if newer:
+            entry_id, fields = newer[0]
+            image = fields.get(b"image")
+            self.raw_id = entry_id
+            self.raw_frame = None if image is None else self._decode(entry_id, image)
+        return None if self.raw_frame is None else self.raw_frame.copy()
 
     @staticmethod
     def _raw_annotated(frame: np.ndarray, people: int | None, result_at: float) -> np.ndarray:
@@ -173,7 +203,7 @@ class Feed:
             except (redis.ResponseError, ValueError, TypeError, cv2.error) as exc:
                 # A malformed result (e.g. boxes that are not integers) is skipped, never
                 # allowed to end the thread: that would freeze every viewer's picture.
-                log.warning("feed %s: %s", self.camera, exc)
+                self.warn.warning(type(exc).__name__, "feed %s: %s", self.camera, exc)
                 time.sleep(0.5)
             spare = self.min_period - (time.monotonic() - started)
             if spare > 0:

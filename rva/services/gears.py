@@ -27,10 +27,13 @@ from rva.connection import TRANSIENT, Backoff, connect, timeseries_available, wa
 from rva.gears import GEAR_TYPES, Entry, Gear, GearError, Registration, Result
 from rva.models import store
 from rva.models.store import ModelBundle
+from rva.ratelog import RateLimitedLog
 from rva.runtime import Runtime
 from rva.stages.runner import StageRunner
+from rva.tally import Tally
 
 log = logging.getLogger(__name__)
+warn = RateLimitedLog(log)  # per kind: a stream of bad frames is said once a minute
 
 # KEYS: input stream, results stream. ARGV: group, consumer, entry id, maxlen, field/value...
 COMMIT = """
@@ -67,6 +70,7 @@ class Worker:
 
     def __post_init__(self) -> None:
         self.commit = self.client.register_script(COMMIT)
+        self.tally = Tally(self.client)  # counts kept while Redis refuses writes
 
     # -- set-up -------------------------------------------------------------------------
     def load_model(self, name: str) -> ModelBundle:
@@ -185,9 +189,25 @@ class Worker:
         try:
             result = state.gear.handle(entry)
         except GearError as exc:
-            log.warning("gear %s: %s; skipped", reg.id, exc)
+            warn.warning(exc.kind, "gear %s: %s; skipped", reg.id, exc)
             self.client.xack(reg.stream, reg.group, entry.id)
             self.count(keys.ERRORS, reg.camera, exc.kind)
+            return 0
+        except Exception as exc:
+            if isinstance(exc, redis.RedisError):
+                raise
+            # An entry the gear cannot handle must not end the worker: the next one would
+            # reclaim it and end too (a poison message). Skipped, counted, said.
+            warn.error(
+                "gear_failed",
+                "gear %s: entry %s failed (%s: %s); skipped",
+                reg.id,
+                entry.id,
+                type(exc).__name__,
+                exc,
+            )
+            self.client.xack(reg.stream, reg.group, entry.id)
+            self.count(keys.ERRORS, reg.camera, "gear_failed")
             return 0
         store_at = time.perf_counter()
         args: list[str | int] = [reg.group, self.consumer, entry.id, reg.settings.results_maxlen]
@@ -261,7 +281,7 @@ class Worker:
         return (len(recent) - 1) * 1000.0 / max(newest - oldest, 1)
 
     def count(self, key: str, camera: str, what: str, n: int = 1) -> None:
-        self.client.hincrby(key, f"{camera}:{what}", n)
+        self.tally.add(key, f"{camera}:{what}", n)
 
     def status_line(self) -> str:
         parts = [

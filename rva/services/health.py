@@ -14,6 +14,7 @@ from rva.connection import TRANSIENT, timeseries_available
 FRAME_STALE_S = 10.0  # no new frame for this long: the camera (or rva-capture) is down
 RESULT_STALE_S = 30.0  # no new result for this long while frames arrive: rva-gears is down
 HEARTBEAT_STALE_S = 30.0
+RECENT_ERRORS_S = 60.0  # an error counted in rva:errors this recently: status degraded
 MQTT_STALE_S = 30.0  # rva mqtt writes rva:mqtt every second while it runs
 MQTT_DOWN_S = 10.0  # a broker away this long is a problem (a reconnect is not)
 
@@ -144,6 +145,16 @@ def mqtt_problem(link: dict[str, str], now: float) -> str | None:
     return None
 
 
+def recent_errors(client: redis.Redis, now: float) -> dict[str, list[str]]:
+    """The kinds of error (rva:errors) counted in the last RECENT_ERRORS_S, by camera."""
+    found: dict[str, list[str]] = {}
+    for name, at in sorted(_decode(client.hgetall(keys.ERRORS_LAST)).items()):
+        camera, _, kind = name.partition(":")
+        if now - float(at) <= RECENT_ERRORS_S:
+            found.setdefault(camera, []).append(kind)
+    return found
+
+
 def snapshot(client: redis.Redis, cameras: list[str], group: str) -> Snapshot:
     try:
         now_ms = server_ms(client)
@@ -151,6 +162,12 @@ def snapshot(client: redis.Redis, cameras: list[str], group: str) -> Snapshot:
         for camera in cameras:
             snap.cameras[camera] = _camera(client, camera, group, now_ms)
         now = time.time()
+        for camera, kinds in recent_errors(client, now).items():
+            if state := snap.cameras.get(camera):
+                counted = ", ".join(f"{k} ({state.errors.get(k, '?')} in all)" for k in kinds)
+                state.problems.append(
+                    f"errors in the last {RECENT_ERRORS_S:.0f}s: {counted} (see rva:errors)"
+                )
         for name, beat in _decode(client.hgetall(keys.HEARTBEAT)).items():
             age = now - float(beat)
             if age < 24 * 3600:

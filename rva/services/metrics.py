@@ -17,9 +17,11 @@ class RvaCollector(Collector):
         self,
         take_snapshot: Callable[[], Snapshot],
         take_counts: Callable[[], dict[str, dict[str, int]]] | None = None,
+        take_rejected: Callable[[], dict[str, dict[str, int]]] | None = None,
     ) -> None:
         self.take_snapshot = take_snapshot
         self.take_counts = take_counts
+        self.take_rejected = take_rejected
 
     def collect(self) -> Iterator[Metric]:
         snap = self.take_snapshot()
@@ -82,6 +84,16 @@ class RvaCollector(Collector):
         yield from (people, fps, stage, frame_age, result_age, lag, pending, frames, errors)
         if self.take_counts and snap.redis:
             yield from self.counting(self.take_counts())
+        if self.take_rejected:
+            rejected = CounterMetricFamily(
+                "rva_web_frames_rejected",
+                "Frames rva web did not decode for /video (oversized, corrupt, ...), by kind",
+                labels=["camera", "kind"],
+            )
+            for cam, kinds in self.take_rejected().items():
+                for kind, n in sorted(kinds.items()):
+                    rejected.add_metric([cam, kind], n)
+            yield rejected
 
     @staticmethod
     def counting(totals: dict[str, dict[str, int]]) -> Iterator[Metric]:
@@ -106,7 +118,8 @@ class RvaCollector(Collector):
 def render(
     take_snapshot: Callable[[], Snapshot],
     take_counts: Callable[[], dict[str, dict[str, int]]] | None = None,
+    take_rejected: Callable[[], dict[str, dict[str, int]]] | None = None,
 ) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RvaCollector(take_snapshot, take_counts))
+    registry.register(RvaCollector(take_snapshot, take_counts, take_rejected))
     return generate_latest(registry)

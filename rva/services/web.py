@@ -79,7 +79,11 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
     @app.get("/metrics")
     def metrics_route() -> HTTPResponse:
         return HTTPResponse(
-            metrics.render(snapshot, lambda: counting_view.totals(client, cameras)),
+            metrics.render(
+                snapshot,
+                lambda: counting_view.totals(client, cameras),
+                lambda: {cam: dict(feed.rejected) for cam, feed in feeds.items()},
+            ),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
 
