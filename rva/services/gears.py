@@ -45,6 +45,21 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(fields))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 return 1
 """
+# Consumers of the group that are gone: idle this long (and at least 2 × claim_idle_ms) with
+# nothing pending. KEYS: stream. ARGV: group, this consumer, idle ms. Returns the names removed.
+PRUNE = """
+local removed = {}
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  if info['name'] ~= ARGV[2] and info['pending'] == 0 and info['idle'] >= tonumber(ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    removed[#removed + 1] = info['name']
+  end
+end
+return removed
+"""
+PRUNE_AFTER_MS = 5000
 READ_BATCH = 32
 
 
@@ -70,6 +85,7 @@ class Worker:
 
     def __post_init__(self) -> None:
         self.commit = self.client.register_script(COMMIT)
+        self.prune = self.client.register_script(PRUNE)
         self.tally = Tally(self.client)  # counts kept while Redis refuses writes
 
     # -- set-up -------------------------------------------------------------------------
@@ -176,7 +192,24 @@ class Worker:
             log.info("gear %s: reclaimed %s from a dead worker", reg.id, entry_id.decode())
             self.count(keys.STATS, reg.camera, "reclaimed")
             done += self.process(state, Entry(entry_id.decode(), fields), 0.0)
+        # Workers that restarted left their consumer behind (the name carries the pid): once
+        # idle with nothing pending (taken over above), they are removed from the group.
+        idle_ms = max(2 * reg.settings.claim_idle_ms, PRUNE_AFTER_MS)
+        removed = self.prune(keys=[reg.stream], args=[reg.group, self.consumer, idle_ms])
+        if removed:
+            names = ", ".join(r.decode() for r in removed)
+            log.info("gear %s: removed gone consumers from %s: %s", reg.id, reg.group, names)
+            self.count(keys.STATS, reg.camera, "consumers_removed", len(removed))
         return done
+
+    def leave(self) -> None:
+        """At a clean stop: this worker's consumer leaves the group unless entries are pending
+        for it (those stay, for another worker to take over)."""
+        for state in self.gears.values():
+            reg = state.registration
+            for c in self.client.xinfo_consumers(reg.stream, reg.group):
+                if c["name"].decode() == self.consumer and c["pending"] == 0:
+                    self.client.xgroup_delconsumer(reg.stream, reg.group, self.consumer)
 
     def skip(self, state: GearState, entries: list[Entry]) -> None:
         reg = state.registration
@@ -364,7 +397,9 @@ def run(
                 raise
             log.warning("consumer group missing (Redis restarted empty?); recreating")
             worker.prepare()
+    with contextlib.suppress(*TRANSIENT, redis.ResponseError):
+        worker.leave()
     if runner:
-        with contextlib.suppress(*TRANSIENT):
+        with contextlib.suppress(*TRANSIENT, redis.ResponseError):
             runner.release()
     return processed

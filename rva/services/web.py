@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -122,9 +123,12 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
     def api_people() -> HTTPResponse:
         cam = camera_arg()
         try:
-            minutes = min(max(float(request.query.get("minutes") or 10), 1), 24 * 60)
+            asked = float(request.query.get("minutes") or 10)
         except ValueError:
-            raise HTTPError(400, "minutes must be a number") from None
+            asked = math.nan
+        if not math.isfinite(asked):  # nan and inf pass float() and every comparison fails
+            return as_json({"error": "minutes must be a number (1 to 1440)"}, 400)
+        minutes = min(max(asked, 1), 24 * 60)
         try:
             return as_json(people_history(client, cam, minutes))
         except TRANSIENT as exc:
