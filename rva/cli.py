@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rva import __version__, config, const
@@ -151,7 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("config", "check or show the configuration")
     csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    csub.add_parser("check", help="validate the config file", parents=[common])
+    cc = csub.add_parser(
+        "check",
+        help="validate the config file, and whether each camera's source can work here",
+        parents=[common],
+    )
+    cc.add_argument(
+        "--root",
+        metavar="DIR",
+        help="look up files and /dev nodes under DIR (another system's root filesystem)",
+    )
     csub.add_parser("show", help="print the effective config as JSON", parents=[common])
     return parser
 
@@ -381,8 +391,20 @@ def cmd_models(args: argparse.Namespace, cfg: Config) -> int:
 def cmd_config(args: argparse.Namespace, cfg: Config) -> int:
     if args.config_command == "show":
         print(cfg.model_dump_json(indent=2))
-    else:
-        print(f"{config.config_path(args.config)}: OK ({len(cfg.cameras)} camera(s))")
+        return 0
+    from rva import checks
+
+    file = config.config_path(args.config)
+    config.redis_url(cfg, args.url)  # a URL from -u/--url or RVA_REDIS_URL is checked too
+    # Beyond the schema: can each camera's source work here (rva.checks)?
+    findings = checks.config(cfg, Path(args.root) if args.root else None)
+    lines = [f.line(file) for f in findings]
+    if any(f.level == "error" for f in findings):
+        print("rva: config error:\n" + "\n".join(lines), file=sys.stderr)
+        return 2
+    for line in lines:  # warnings: may work later (a camera not plugged in yet)
+        print(line, file=sys.stderr)
+    print(f"{file}: OK ({len(cfg.cameras)} camera(s))")
     return 0
 
 

@@ -430,7 +430,7 @@ def _describe(file: Path | str, err: Any, prefix: str = "") -> str:
         return f"{file}: {key}: unknown key"
     reason = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
-    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    shown = "" if isinstance(got, dict | list) or repr(got) in reason else f" (got {got!r})"
     return f"{file}: {key}: {reason}{shown}"
 
 

@@ -156,3 +156,115 @@ def test_ctrl_c_at_any_moment_of_a_start_is_quiet(delay: float) -> None:
     _out, err = proc.communicate(timeout=60)
     assert "Traceback" not in err and "Error" not in err, err
     assert proc.returncode == 130, (proc.returncode, err)
+
+
+# -- item 4: rva config check catches what cannot work -----------------------------------------
+
+
+def config_check(tmp_path: Path, toml: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    cfg = tmp_path / "rva.toml"
+    cfg.write_text(toml)
+    proc = rva("config", "check", "--config", str(cfg), timeout=120)
+    no_traceback(proc)
+    return proc, cfg
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("/nonexistent/entrance.mp4", "no such file: /nonexistent/entrance.mp4"),
+        (
+            "bogus-camera-type:7",
+            "unknown kind of source 'bogus-camera-type' (known: auto, picamera[:N], "
+            "/dev/videoN (or N), jetson-csi[:N], gst:<pipeline>, rtsp://, http(s)://, "
+            "a video file or an image)",
+        ),
+        (
+            "rtsp//missing-colon/stream",
+            "not a URL (rtsp:// is written with a colon and two slashes) and no such file",
+        ),
+        ("rtsp:///stream", "no host in rtsp:///stream"),
+        ("ftp://cam/stream", "unknown kind of source 'ftp://'"),
+        ("gst:videotestsrc ! videoconvert", "a gst: pipeline must end in an appsink"),
+    ],
+)
+def test_config_check_refuses_a_source_that_cannot_work(
+    source: str, message: str, tmp_path: Path
+) -> None:
+    proc, cfg = config_check(
+        tmp_path, f'[cameras.door]\nsource = "{VTEST}"\n[cameras.yard]\nsource = "{source}"\n'
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{cfg}: cameras.yard.source: {message}" in proc.stderr, proc.stderr
+    assert "cameras.door" not in proc.stderr  # the good one is not blamed
+    assert "OK" not in proc.stdout
+
+
+def test_config_check_refuses_a_file_opencv_cannot_read(tmp_path: Path) -> None:
+    fake = tmp_path / "clip.mp4"
+    fake.write_text("not a video\n")
+    proc, cfg = config_check(tmp_path, f'[cameras.0]\nsource = "{fake}"\n')
+    assert proc.returncode == 2
+    assert f"{cfg}: cameras.0.source: {fake}: OpenCV cannot read a video frame" in proc.stderr
+
+
+def test_config_check_warns_about_a_camera_not_plugged_in_yet(tmp_path: Path) -> None:
+    node = "/dev/video9"
+    if Path(node).exists():
+        pytest.skip(f"{node} exists here")
+    for source in (node, "9"):
+        proc, cfg = config_check(tmp_path, f'[cameras.0]\nsource = "{source}"\n')
+        assert proc.returncode == 0, proc.stderr  # a USB camera may be plugged in later
+        assert (
+            f"{cfg}: cameras.0.source: warning: {node} does not exist (yet): capture waits "
+            "for it, so a USB camera plugged in later is picked up"
+        ) in proc.stderr
+        assert proc.stdout.strip() == f"{cfg}: OK (1 camera(s))"
+
+
+def test_config_check_passes_a_good_file_quietly(tmp_path: Path) -> None:
+    proc, cfg = config_check(tmp_path, f'[cameras.0]\nsource = "{VTEST}"\n')
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"{cfg}: OK (1 camera(s))"
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            '[gear]\nmodel = "nonexistent-model"\n',
+            "gear.model: unknown model 'nonexistent-model' (known: ssdlite-person, yolov3-tiny)",
+        ),
+        ('[gear]\nbackend = "tensorrt"\n', "gear.backend: unknown backend"),
+    ],
+)
+def test_config_check_refuses_unknown_model_and_backend(
+    toml: str, message: str, tmp_path: Path
+) -> None:
+    proc, cfg = config_check(tmp_path, f'[cameras.0]\nsource = "{VTEST}"\n{toml}')
+    assert proc.returncode == 2
+    assert f"{cfg}: {message}" in proc.stderr, proc.stderr
+
+
+def test_config_check_checks_the_redis_url_from_the_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "rva.toml"
+    cfg.write_text(f'[cameras.0]\nsource = "{VTEST}"\n')
+    proc = rva("config", "check", "--config", str(cfg), env={"RVA_REDIS_URL": "localhost:6390"})
+    no_traceback(proc)
+    assert proc.returncode == 2
+    assert "RVA_REDIS_URL: must start with redis://" in proc.stderr
+
+
+def test_config_check_looks_under_another_root(tmp_path: Path) -> None:
+    """rva-firstboot checks a device's config from outside it (its tests): --root DIR."""
+    root = tmp_path / "root"
+    (root / "var/lib/rva/footage").mkdir(parents=True)
+    (root / "var/lib/rva/footage/vtest.avi").symlink_to(VTEST)
+    cfg = tmp_path / "rva.toml"
+    cfg.write_text('[cameras.0]\nsource = "/var/lib/rva/footage/vtest.avi"\n')
+    here = rva("config", "check", "--config", str(cfg))
+    assert here.returncode == 2
+    assert "no such file: /var/lib/rva/footage/vtest.avi" in here.stderr
+    there = rva("config", "check", "--config", str(cfg), "--root", str(root))
+    assert there.returncode == 0, there.stderr

@@ -98,6 +98,9 @@ def device_root(tmp_path: Path) -> Path:
         REPO / "rootfs/etc/avahi/services/rva-http.service",
         root / "etc/avahi/services/rva-http.service",
     )
+    # The footage, where a provisioned image has it (`rva config check` looks for the file).
+    (root / FOOTAGE_ON_DEVICE.lstrip("/")).parent.mkdir(parents=True)
+    (root / FOOTAGE_ON_DEVICE.lstrip("/")).symlink_to(FOOTAGE)
     return root
 
 
@@ -130,7 +133,15 @@ def test_firstboot_seeds_config_and_system_settings_from_the_boot_partition(
     )
     assert "[device" not in seeded and "ssid" not in seeded
     check = subprocess.run(
-        [str(VENV_RVA), "config", "check", "--config", str(device_root / "etc/rva/rva.toml")],
+        [
+            str(VENV_RVA),
+            "config",
+            "check",
+            "--config",
+            str(device_root / "etc/rva/rva.toml"),
+            "--root",
+            str(device_root),
+        ],
         capture_output=True,
         text=True,
     )

@@ -1,0 +1,178 @@
+"""What `rva config check` checks beyond the file's schema: whether each camera's source can work
+on this machine, as far as that can be told without the camera itself.
+
+An error is a source that cannot work as written (a file that is not there, an unknown kind of
+source, a URL without its scheme's colon, a GStreamer pipeline without GStreamer); a warning is
+one that may work later (a /dev/videoN not plugged in yet). Nothing here opens a camera or a
+network stream; ``auto`` is not probed (that would start libcamera, even in an image build's
+chroot): capture and `rva status` say what it found.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from rva.config import Config
+
+SOURCE_KINDS = (
+    "auto, picamera[:N], /dev/videoN (or N), jetson-csi[:N], gst:<pipeline>, rtsp://, "
+    "http(s)://, a video file or an image"
+)
+STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # "error" or "warning"
+    key: str  # the dotted key, e.g. cameras.0.source
+    message: str
+
+    def line(self, file: Path | str) -> str:
+        prefix = "" if self.level == "error" else "warning: "
+        return f"{file}: {self.key}: {prefix}{self.message}"
+
+
+def config(cfg: Config, root: Path | None = None) -> list[Finding]:
+    """Every camera's source, in the file's order. ``root``: where the device's root filesystem
+    is, when the file is checked for another system (rva-firstboot's tests); files and device
+    nodes are looked up under it."""
+    found: list[Finding] = []
+    for camera_id, camera in cfg.cameras.items():
+        found += source(f"cameras.{camera_id}.source", camera.source, root)
+    return found
+
+
+def _on(root: Path | None, path: str | Path) -> Path:
+    """The path as the device sees it (relative paths: from /, the services' directory)."""
+    if root is None:
+        return Path(path)
+    return root / Path(path).relative_to("/") if Path(path).is_absolute() else root / path
+
+
+def _error(key: str, message: str) -> list[Finding]:
+    return [Finding("error", key, message)]
+
+
+def _warning(key: str, message: str) -> list[Finding]:
+    return [Finding("warning", key, message)]
+
+
+def source(key: str, value: str, root: Path | None = None) -> list[Finding]:
+    """Findings for one source string (the kinds are those of sources.open_source)."""
+    if value == "auto":
+        return []
+    if re.fullmatch(r"picamera(:\d+)?", value):
+        return []  # checked when the file loads (picamera2 importable)
+    if re.fullmatch(r"jetson-csi(:\d+)?", value) or value.startswith("gst:"):
+        if value.startswith("gst:") and "appsink" not in value:
+            return _error(key, "a gst: pipeline must end in an appsink (… ! appsink)")
+        if not _opencv_has_gstreamer():
+            return _error(
+                key,
+                f"{value.split(':')[0]} needs an OpenCV built with GStreamer (JetPack's has "
+                "it); the OpenCV here has none",
+            )
+        return []
+    if re.fullmatch(r"\d+", value) or value.startswith("/dev/video"):
+        return _video_device(key, value if value.startswith("/") else f"/dev/video{value}", root)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
+        return _url(key, value)
+    path = Path(value)
+    if _on(root, path).exists():
+        return _file(key, path, root)
+    # Not a file. Say what it looks like it was meant to be.
+    if m := re.match(r"^(rtsps?|https?)(//|:/(?!/))", value):
+        return _error(
+            key,
+            f"not a URL ({m.group(1)}:// is written with a colon and two slashes) and no "
+            "such file either",
+        )
+    if m := re.match(r"^([A-Za-z][\w.+-]*):", value):
+        return _error(key, f"unknown kind of source {m.group(1)!r} (known: {SOURCE_KINDS})")
+    where = "" if path.is_absolute() or root else f" (relative to {os.getcwd()})"
+    return _error(key, f"no such file: {value}{where}")
+
+
+def _video_device(key: str, node: str, root: Path | None) -> list[Finding]:
+    from rva.services.sources import query_v4l2
+
+    try:
+        mode = os.stat(_on(root, node)).st_mode
+    except FileNotFoundError:
+        return _warning(
+            key,
+            f"{node} does not exist (yet): capture waits for it, so a USB camera plugged in "
+            "later is picked up",
+        )
+    except OSError as exc:
+        return _warning(key, f"{node}: {exc.strerror}")
+    if not stat.S_ISCHR(mode):
+        return _warning(key, f"{node} is not a device node")
+    problems: list[str] = []
+    device = query_v4l2(str(_on(root, node)), problems)
+    if problems:
+        return _warning(key, "; ".join(problems))
+    if device is None:
+        return _warning(key, f"{node} is not a V4L2 device")
+    if not device.usable:
+        return _warning(
+            key, f"{node} ({device.card or device.driver}) is not a capture node OpenCV can read"
+        )
+    return []
+
+
+def _url(key: str, value: str) -> list[Finding]:
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in STREAM_SCHEMES:
+        scheme = parts.scheme + "://"
+        return _error(key, f"unknown kind of source {scheme!r} (known: {SOURCE_KINDS})")
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        return _error(key, f"not a valid port in {value}")
+    if not parts.hostname:
+        return _error(key, f"no host in {value}")
+    return []
+
+
+def _file(key: str, path: Path, root: Path | None) -> list[Finding]:
+    import cv2
+
+    from rva.services.sources import IMAGE_SUFFIXES
+
+    there = _on(root, path)
+    if not there.is_file():
+        return _error(key, f"{path} is not a file")
+    if not os.access(there, os.R_OK):
+        return _error(key, f"{path} is not readable")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        if cv2.imread(str(there), cv2.IMREAD_COLOR) is None:
+            return _error(key, f"{path} cannot be read as an image")
+    else:
+        cap = cv2.VideoCapture(str(there))
+        try:
+            if not cap.isOpened() or not cap.read()[0]:
+                return _error(key, f"{path}: OpenCV cannot read a video frame from it")
+        finally:
+            cap.release()
+    if not path.is_absolute():
+        return _warning(
+            key,
+            f"{path} is a relative path: the services read it from their own working "
+            "directory (/ under systemd); give an absolute path",
+        )
+    return []
+
+
+def _opencv_has_gstreamer() -> bool:
+    import cv2
+
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line
+    return False
