@@ -50,6 +50,7 @@ def test_init_is_idempotent_and_creates_labelled_series_with_minute_rollups(
         "model_stored": True,
         "timeseries": True,
         "gears": ["people_counter:0"],
+        "stages": [],  # no camera has counting lines or zones
     }
     assert second["model_stored"] is False and second["timeseries"] is True
     client = redis_ts.client()
