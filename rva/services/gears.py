@@ -25,7 +25,7 @@ from rva import keys, schema
 from rva.config import Config
 from rva.connection import TRANSIENT, Backoff, connect, timeseries_available, wait_for_redis
 from rva.gears import GEAR_TYPES, Entry, Gear, GearError, Registration, Result
-from rva.models import store
+from rva.models import manifest, store
 from rva.models.store import ModelBundle
 from rva.ratelog import RateLimitedLog
 from rva.runtime import Runtime
@@ -91,8 +91,27 @@ class Worker:
     # -- set-up -------------------------------------------------------------------------
     def load_model(self, name: str) -> ModelBundle:
         if name not in self.models:
-            self.models[name] = store.from_redis(self.client, name)
+            try:
+                self.models[name] = store.from_redis(self.client, name)
+            except store.ModelError:
+                if self.client.exists(keys.model(name)):
+                    raise  # there, but damaged: `rva init` says which file
+                self.models[name] = self.model_from_cache(name)
         return self.models[name]
+
+    def model_from_cache(self, name: str) -> ModelBundle:
+        """A model that is not in Redis (Redis restarted empty, `rva init` not run again),
+        from this host's cache when it has one, stored in Redis for the workers after it."""
+        try:
+            bundle = store.from_cache(manifest.load(name), store.cache_dir())
+        except store.ModelError as exc:
+            raise store.ModelError(
+                f"model {name!r} is not in Redis nor in this host's cache ({exc}); "
+                "run `rva init` on the appliance"
+            ) from None
+        store.to_redis(self.client, bundle)
+        log.warning("model %s was not in Redis: stored it from this host's cache", name)
+        return bundle
 
     def registrations(self) -> list[Registration]:
         raw = self.client.hgetall(keys.GEARS)
@@ -130,6 +149,11 @@ class Worker:
     def restore(self) -> None:
         """After Redis lost its data (restart without persistence): groups, series, registry."""
         self.timeseries = timeseries_available(self.client)
+        for name, bundle in self.models.items():
+            # The model too, so that a worker starting now does not wait for `rva init`.
+            if not self.client.exists(keys.model(name)):
+                store.to_redis(self.client, bundle)
+                log.warning("model %s was gone from Redis; stored it again from memory", name)
         for state in self.gears.values():
             reg = state.registration
             schema.ensure_group(self.client, reg.stream, reg.group)
