@@ -228,6 +228,7 @@ class Publisher:
             # Removed from rva.toml: an empty retained config deletes the entity; the empty
             # retained state clears what the broker kept for it.
             if not self.link.publish(topic, "", retain=True, qos=1):
+                self.link.resync.set()  # not all sent: again at the next step
                 return
             for state_topic in json.loads(announced[topic]):
                 self.link.publish(state_topic, "", retain=True, qos=1)
@@ -237,6 +238,7 @@ class Publisher:
             if not self.link.publish(
                 topic, json.dumps(payload(self.ident, entity)), retain=True, qos=1
             ):
+                self.link.resync.set()
                 return
             retained = [] if entity.component == "event" else [entity.state_topic]
             self.redis.hset(keys.MQTT_ANNOUNCED, topic, json.dumps(retained))
