@@ -13,10 +13,12 @@ import time
 import redis
 
 from rva import keys
-from rva.connection import TRANSIENT
+from rva.connection import TRANSIENT, refused_write
+from rva.ratelog import RateLimitedLog
 from rva.systemd import Notifier
 
 log = logging.getLogger(__name__)
+warn = RateLimitedLog(log)
 
 
 class Runtime:
@@ -48,9 +50,15 @@ class Runtime:
         if now - self._last_beat < every:
             return
         self._last_beat = now
-        # A lost Redis is noticed (and waited for) by the main loop's next real command.
+        # A lost Redis is noticed (and waited for) by the main loop's next real command; a
+        # Redis that refuses writes (memory full, cannot save) is said, and never fatal.
         with contextlib.suppress(*TRANSIENT):
-            client.hset(keys.HEARTBEAT, self.heartbeat_field, f"{now:.3f}")
+            try:
+                client.hset(keys.HEARTBEAT, self.heartbeat_field, f"{now:.3f}")
+            except redis.ResponseError as exc:
+                if not refused_write(exc):
+                    raise
+                warn.warning("heartbeat", "%s: heartbeat not written: %s", self.service, exc)
 
     def sleep(self, seconds: float) -> bool:
         """Sleep unless asked to stop; True when it is time to stop."""

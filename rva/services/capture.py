@@ -22,6 +22,7 @@ import redis
 from rva import keys
 from rva.config import CameraSection
 from rva.connection import TRANSIENT, Backoff, connect, wait_for_redis
+from rva.ratelog import RateLimitedLog
 from rva.runtime import Runtime
 from rva.services.health import source_key
 from rva.services.sources import (
@@ -33,8 +34,10 @@ from rva.services.sources import (
     Throttle,
     open_source,
 )
+from rva.tally import Tally
 
 log = logging.getLogger(__name__)
+warn = RateLimitedLog(log)
 
 
 class Readies(Protocol):
@@ -207,6 +210,7 @@ def run(
     runtime.notifier.ready(f"capturing {camera.description} into {stream}")
     written, count, lost = 0, 0, 0
     redis_backoff, source_backoff = Backoff(), Backoff(base=0.5, cap=30)
+    refused = Tally(client)  # frames Redis refused, counted in rva:errors once it can
     window_start, window_frames = time.monotonic(), 0
     try:
         while not runtime.stop.is_set() and not (frames and written >= frames):
@@ -239,6 +243,7 @@ def run(
                 )
                 written += 1
                 redis_backoff.reset()
+                refused.flush()
             except TRANSIENT as exc:
                 lost += 1
                 runtime.tick(f"Redis unreachable, {lost} frames not stored")
@@ -246,9 +251,11 @@ def run(
                     f"XADD {stream} failed ({exc})", tick=runtime.tick, stop=runtime.stop
                 )
                 continue
-            except redis.ResponseError as exc:  # e.g. OOM: keep going, say it
+            except redis.ResponseError as exc:  # memory full, cannot save: keep going, say it
                 lost += 1
-                log.error("XADD %s refused: %s", stream, exc)
+                refused.add(keys.ERRORS, f"{camera_id}:frames_refused")
+                warn.error("xadd", "XADD %s refused, frame not stored: %s", stream, exc)
+                runtime.tick(f"Redis refuses frames ({exc}); {lost} frames not stored")
             count += 1
             window_frames += 1
             now = time.monotonic()

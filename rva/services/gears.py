@@ -23,7 +23,14 @@ import redis
 
 from rva import keys, schema
 from rva.config import Config
-from rva.connection import TRANSIENT, Backoff, connect, timeseries_available, wait_for_redis
+from rva.connection import (
+    TRANSIENT,
+    Backoff,
+    connect,
+    refused_write,
+    timeseries_available,
+    wait_for_redis,
+)
 from rva.gears import GEAR_TYPES, Entry, Gear, GearError, Registration, Result
 from rva.models import manifest, store
 from rva.models.store import ModelBundle
@@ -379,6 +386,10 @@ def run(
         except store.ModelError as exc:
             runtime.tick(f"waiting for the model: {exc}")
             log.warning("%s", exc)
+        except redis.ResponseError as exc:
+            if not refused_write(exc):
+                raise
+            runtime.tick(f"Redis refuses writes: {exc}")
         if backoff.wait("gears not ready", tick=runtime.tick, stop=runtime.stop):
             break
     if runtime.stop.is_set():
@@ -388,6 +399,9 @@ def run(
     if not worker.timeseries:
         log.warning("RedisTimeSeries is not available: time series are OFF")
     processed, last_refresh, stages_ready = 0, time.monotonic(), False
+    # Redis refusing writes (memory full, a snapshot it cannot save): wait a little, say it,
+    # read on when it lets us; what could not be counted is counted when it can (the tally).
+    refusals = Backoff(base=0.5, cap=5.0)
     while not runtime.stop.is_set() and not (max_entries and processed >= max_entries):
         try:
             processed += worker.step()
@@ -401,7 +415,9 @@ def run(
                 if runner:
                     runner.prepare()
                 last_refresh = time.monotonic()
+            worker.tally.flush()
             backoff.reset()
+            refusals.reset()
             runtime.tick(worker.status_line() + (f"; {runner.status_line()}" if runner else ""))
             runtime.beat(client)
         except TRANSIENT as exc:
@@ -416,11 +432,25 @@ def run(
                 worker.prepare()
             except TRANSIENT:
                 continue
+            except redis.ResponseError as again:
+                if not refused_write(again):
+                    raise
         except redis.ResponseError as exc:
+            if refused_write(exc):
+                runtime.tick(f"Redis refuses writes: {exc}")
+                if refusals.wait(
+                    f"Redis refuses writes ({exc})", tick=runtime.tick, stop=runtime.stop
+                ):
+                    break
+                continue
             if "NOGROUP" not in str(exc):
                 raise
             log.warning("consumer group missing (Redis restarted empty?); recreating")
-            worker.prepare()
+            try:
+                worker.prepare()
+            except redis.ResponseError as again:
+                if not refused_write(again):
+                    raise
     with contextlib.suppress(*TRANSIENT, redis.ResponseError):
         worker.leave()
     if runner:

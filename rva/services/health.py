@@ -155,6 +155,37 @@ def recent_errors(client: redis.Redis, now: float) -> dict[str, list[str]]:
     return found
 
 
+def redis_problems(client: redis.Redis, now: float) -> list[str]:
+    """What Redis itself says is wrong: writes refused, snapshots that fail, memory full."""
+    problems = []
+    try:
+        client.ping()
+    except redis.ResponseError as exc:  # MISCONF: PING is refused along with every write
+        problems.append(f"Redis refuses writes: {str(exc).split('. ')[0]}")
+    try:
+        persistence, memory = client.info("persistence"), client.info("memory")
+    except redis.ResponseError:  # INFO not allowed to this user (an ACL without +info)
+        return problems
+    if persistence.get("rdb_last_bgsave_status") == "err":
+        since = now - float(persistence.get("rdb_last_save_time") or now)
+        problems.append(
+            "Redis cannot save its snapshot (rdb_last_bgsave_status:err: disk full or "
+            f"read-only?): the last good one is {since / 60:.0f} min old, and everything "
+            "counted since is lost on a power cut"
+        )
+    if persistence.get("aof_enabled") and persistence.get("aof_last_write_status") == "err":
+        problems.append("Redis cannot write its append-only file (aof_last_write_status:err)")
+    limit, used = int(memory.get("maxmemory") or 0), int(memory.get("used_memory") or 0)
+    if limit and used >= 0.9 * limit:
+        policy = memory.get("maxmemory_policy", "?")
+        effect = {"noeviction": "writes are refused"}.get(policy, f"keys are evicted ({policy})")
+        problems.append(
+            f"Redis memory {100 * used / limit:.0f}% full: {used / 2**20:.1f} of "
+            f"{limit / 2**20:.1f} MB (maxmemory); {effect} when it is full"
+        )
+    return problems
+
+
 def snapshot(client: redis.Redis, cameras: list[str], group: str) -> Snapshot:
     try:
         now_ms = server_ms(client)
@@ -177,6 +208,9 @@ def snapshot(client: redis.Redis, cameras: list[str], group: str) -> Snapshot:
         snap.mqtt = _decode(client.hgetall(keys.MQTT))
         if problem := mqtt_problem(snap.mqtt, now):
             snap.problems.append(problem)
+        snap.problems += redis_problems(client, now)
         return snap
     except TRANSIENT as exc:
         return Snapshot(redis=False, error=str(exc), problems=[f"Redis unreachable: {exc}"])
+    except redis.ResponseError as exc:  # never a traceback: say what Redis answered
+        return Snapshot(redis=True, error=str(exc), problems=[f"Redis refused a read: {exc}"])

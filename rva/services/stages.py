@@ -8,8 +8,10 @@ from __future__ import annotations
 import contextlib
 import logging
 
+import redis
+
 from rva.config import Config
-from rva.connection import TRANSIENT, Backoff, connect, wait_for_redis
+from rva.connection import TRANSIENT, Backoff, connect, refused_write, wait_for_redis
 from rva.runtime import Runtime
 from rva.stages.runner import StageRunner
 
@@ -45,7 +47,17 @@ def run(url: str, cfg: Config, *, runtime: Runtime | None = None) -> int:
                 runtime.tick(f"Redis unreachable: {exc}")
                 if backoff.wait(f"Redis unreachable ({exc})", tick=runtime.tick, stop=runtime.stop):
                     break
+            except redis.ResponseError as exc:
+                if not refused_write(exc):
+                    raise
+                # Memory full, a snapshot it cannot save: nothing was committed, the same
+                # results are read again from the checkpoint when Redis takes writes again.
+                runtime.tick(f"Redis refuses writes: {exc}")
+                if backoff.wait(
+                    f"Redis refuses writes ({exc})", tick=runtime.tick, stop=runtime.stop
+                ):
+                    break
     finally:
-        with contextlib.suppress(*TRANSIENT):
+        with contextlib.suppress(*TRANSIENT, redis.ResponseError):
             runner.release()
     return processed
