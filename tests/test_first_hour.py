@@ -5,6 +5,7 @@ that say how old they are, and the small things (issue 13).
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -268,3 +269,127 @@ def test_config_check_looks_under_another_root(tmp_path: Path) -> None:
     assert "no such file: /var/lib/rva/footage/vtest.avi" in here.stderr
     there = rva("config", "check", "--config", str(cfg), "--root", str(root))
     assert there.returncode == 0, there.stderr
+
+
+# -- item 5: the page and rva status never show stale numbers as live -----------------------
+
+
+def _page(tmp: Path, port: int, *args: str) -> str:
+    from tests.test_browser import chromium
+
+    return chromium(tmp, f"http://127.0.0.1:{port}/", *args).stdout
+
+
+def _line_columns(shot_path: Path) -> list[tuple[int, int]]:
+    """Runs of screenshot columns (start, end) that hold the chart's line, under the video."""
+    import cv2
+    import numpy as np
+
+    from tests.test_browser import CHART_LINE, _video_rect
+
+    shot = cv2.imread(str(shot_path), cv2.IMREAD_COLOR)
+    assert shot is not None
+    _x, y, _w, h = _video_rect(shot)
+    below = shot[y + h :]
+    line = np.abs(below.astype(np.int16) - np.array(CHART_LINE, np.int16)).max(axis=2) < 40
+    columns = line.sum(axis=0) > 0
+    runs, start = [], None
+    for i, on in enumerate([*columns.tolist(), False]):
+        if on and start is None:
+            start = i
+        elif not on and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
+def test_page_and_status_show_a_stopped_gear_numbers_as_stale(tmp_path: Path) -> None:
+    """rva gears frozen with SIGSTOP: the page's count greys out with its age and then shows
+    "—", as the video's label says "detector idle"; so do the rates; rva status says the same;
+    the chart leaves the stop as a gap once counting resumes."""
+    import re
+
+    from tests.test_browser import CHROMIUM, WINDOW, dom_texts
+    from tests.test_web import results_flowing, running_pipeline
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not installed")
+    with running_pipeline(tmp_path) as pipe:
+        client = pipe.client()
+        gears = next(p for name, p, _log in pipe.services.procs if name == "gears")
+
+        def status() -> str:
+            proc = pipe.services.run("status", check=False)
+            no_traceback(proc)
+            return proc.stdout
+
+        # Live: plain numbers, counted now.
+        page = dom_texts(_page(tmp_path, pipe.port, "--dump-dom"))
+        assert re.fullmatch(r"\d+", page.texts["people"].strip()), page.texts["people"]
+        assert "stale" not in (page.attrs_by_id["people"].get("class") or "")
+        assert re.fullmatch(r"counted (now|1 s ago)", page.texts["people-age"].strip())
+        assert re.fullmatch(r"\d+\.\d", page.texts["out_fps"].strip())
+        assert re.fullmatch(r"updated \S+.*", page.texts["updated"].strip()), page.texts["updated"]
+        live = status()
+        assert re.search(r"camera 0: people \d+, counted \d+\.\ds ago; in \d", live), live
+        assert "(stale)" not in live
+
+        gears.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            time.sleep(1.0)  # whatever was being written is written
+            last_id, fields = client.xrevrange("camera:0:yolo", count=1)[0]
+            last_people = fields[b"people"].decode()
+
+            # 12 s later: the same number, greyed, with its age.
+            time.sleep(max(0.0, stopped + 12 - time.monotonic()))
+            page = dom_texts(_page(tmp_path, pipe.port, "--dump-dom"))
+            assert page.texts["people"].strip() == last_people
+            assert page.attrs_by_id["people"]["data-result"] == last_id.decode()
+            assert "stale" in (page.attrs_by_id["people"].get("class") or "")
+            assert re.fullmatch(r"counted 1\d s ago", page.texts["people-age"].strip())
+            assert "stale" in (page.attrs_by_id["rates"].get("class") or "")
+            assert re.fullmatch(r"1\d s ago", page.texts["values-age"].strip())
+            text = status()
+            assert re.search(
+                rf"people {last_people} \(stale\), counted 1\d\.\ds ago; in \d+\.\d fps, "
+                r"out \d+\.\d fps \(stale\), measured 1\d\.\ds ago",
+                text,
+            ), text
+
+            # 35 s later: no number at all, as the video says "detector idle".
+            time.sleep(max(0.0, stopped + 35 - time.monotonic()))
+            page = dom_texts(_page(tmp_path, pipe.port, "--dump-dom"))
+            assert page.texts["people"].strip() == "—"
+            assert re.fullmatch(
+                r"detector idle: last count 3\d s ago", page.texts["people-age"].strip()
+            )
+            for name in ("in_fps", "out_fps", "prf_model", "prf_total"):
+                assert page.texts[name].strip() == "—", (name, page.texts[name])
+            text = status()
+            assert re.search(
+                r"people - \(detector idle\), counted 3\d\.\ds ago; in - fps, out - fps, "
+                r"measured 3\d\.\ds ago",
+                text,
+            ), text
+        finally:
+            gears.send_signal(signal.SIGCONT)
+
+        # Counting again: the chart shows the stop as a gap, not a line across it.
+        before = client.xlen("camera:0:yolo")
+        from tests.conftest import wait_for
+
+        wait_for(lambda: results_flowing(pipe, before + 15), 90, what="results after SIGCONT")
+        time.sleep(max(0.0, stopped + 35 + 12 - time.monotonic()))  # a visible stretch after
+        shot = tmp_path / "page.png"
+        dom = _page(tmp_path, pipe.port, f"--window-size={WINDOW[0]},{WINDOW[1]}", "--dump-dom")
+        chart = dom_texts(dom).attrs_by_id["chart"]
+        assert int(chart.get("data-segments") or 0) >= 2, chart
+        ticks = [int(t) for t in (chart.get("data-ticks") or "").split()]
+        assert ticks[0] == 0 and len(ticks) >= 2, chart
+        _page(tmp_path, pipe.port, f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--screenshot={shot}")
+        runs = [r for r in _line_columns(shot) if r[1] - r[0] >= 3]
+        assert len(runs) >= 2, runs
+        widest_gap = max(b[0] - a[1] for a, b in itertools.pairwise(runs))
+        # 35 s of a 10-minute chart about 1180 px wide: about 70 px.
+        assert widest_gap > 35, runs

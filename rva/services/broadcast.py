@@ -21,6 +21,7 @@ from rva.config import CameraSection
 from rva.connection import TRANSIENT, Backoff
 from rva.ratelog import RateLimitedLog
 from rva.services import overlay
+from rva.services.health import server_ms
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ class Feed:
         # would not decode is neither fetched nor decoded again.
         self.raw_id: bytes | None = None
         self.raw_frame: np.ndarray | None = None
+        # The result the picture's label counts (id, people): the page's count reads it, so
+        # the number beside the video is the one on it.
+        self.shown: tuple[str, int] | None = None
 
     # -- viewers ------------------------------------------------------------------------
     def join(self) -> None:
@@ -176,6 +180,11 @@ class Feed:
                 if last_id is None:
                     newest = self.client.xrevrange(results, count=1)
                     last_id = newest[0][0] if newest else "0-0"
+                    if newest:  # the label counts from it, with its age, until a newer one
+                        last_people = int(newest[0][1].get(b"people", 0))
+                        age_ms = server_ms(self.client) - keys.id_ms(newest[0][0])
+                        last_result = time.monotonic() - max(0, age_ms) / 1000
+                        self.shown = (newest[0][0].decode(), last_people)
                 idle = time.monotonic() - last_result > RAW_AFTER_S
                 # Idle detector: wake at the frame rate to show raw frames, not twice a second.
                 wait_ms = int(self.min_period * 1000) if idle else 500
@@ -190,6 +199,7 @@ class Feed:
                         boxes = json.loads(fields.get(b"boxes", b"[]"))
                         last_people = int(fields.get(b"people", 0))
                         self._publish(annotate(frame, boxes, last_people))
+                        self.shown = (_id.decode(), last_people)
                         last_result = time.monotonic()
                         break
                 elif idle:

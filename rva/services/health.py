@@ -13,6 +13,9 @@ from rva.connection import TRANSIENT, timeseries_available
 
 FRAME_STALE_S = 10.0  # no new frame for this long: the camera (or rva-capture) is down
 RESULT_STALE_S = 30.0  # no new result for this long while frames arrive: rva-gears is down
+# A number (people, fps, stage ms) older than this is shown as stale (greyed, with its age); one
+# older than RESULT_STALE_S is not shown at all ("—", "detector idle", as the video says).
+VALUE_STALE_S = 10.0
 HEARTBEAT_STALE_S = 30.0
 RECENT_ERRORS_S = 60.0  # an error counted in rva:errors this recently: status degraded
 MQTT_STALE_S = 30.0  # rva mqtt writes rva:mqtt every second while it runs
@@ -42,14 +45,26 @@ class CameraState:
     frames: int = 0
     frame_age_s: float | None = None
     result_age_s: float | None = None
+    result_id: str | None = None  # the newest result: what people comes from
     people: int | None = None
     gear_lag: int | None = None
     gear_pending: int | None = None
     latest: dict[str, float] = field(default_factory=dict)
+    latest_age_s: float | None = None  # of latest's values (the frame they were measured on)
     errors: dict[str, int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     source: dict[str, str] = field(default_factory=dict)  # see source_key()
+
+
+def freshness(age_s: float | None) -> str:
+    """How a number of this age is shown: live, stale (greyed, with its age), idle (not shown:
+    "—") or none (there is none yet)."""
+    if age_s is None:
+        return "none"
+    if age_s > RESULT_STALE_S:
+        return "idle"
+    return "stale" if age_s > VALUE_STALE_S else "live"
 
 
 @dataclass
@@ -96,6 +111,7 @@ def _camera(client: redis.Redis, camera: str, group: str, now_ms: int) -> Camera
     if results:
         ref_id, fields = results[0]
         state.result_age_s = (now_ms - (_id_ms(ref_id) or now_ms)) / 1000
+        state.result_id = ref_id.decode()
         people = fields.get(b"people", b"0")
         state.people = int(people) if people.isdigit() else None  # malformed: unknown
     try:
@@ -107,6 +123,8 @@ def _camera(client: redis.Redis, camera: str, group: str, now_ms: int) -> Camera
     except redis.ResponseError:
         pass
     state.latest = {k: float(v) for k, v in _decode(client.hgetall(keys.latest(camera))).items()}
+    if "ts" in state.latest:
+        state.latest_age_s = max(0.0, (now_ms - state.latest["ts"]) / 1000)
     prefix = f"{camera}:"
     state.errors = {
         k.removeprefix(prefix): int(v)

@@ -20,6 +20,30 @@ def describe_source(source: dict[str, str]) -> str:
     return f"{shown}, {source.get('state', 'unknown')}"
 
 
+def _people(st: health.CameraState) -> str:
+    """The count with its age: stale ones say so, idle ones are not shown (as on the page)."""
+    state = health.freshness(st.result_age_s if st.people is not None else None)
+    if state == "none":
+        return "people - (nothing counted yet)"
+    counted = f"counted {_age(st.result_age_s)}"
+    if state == "idle":
+        return f"people - (detector idle), {counted}"
+    return f"people {st.people}{' (stale)' if state == 'stale' else ''}, {counted}"
+
+
+def _rates(st: health.CameraState) -> str:
+    state = health.freshness(st.latest_age_s)
+    fps_in, fps_out = st.latest.get("in_fps"), st.latest.get("out_fps")
+
+    def fps(v: float | None) -> str:
+        return "-" if v is None or state in ("idle", "none") else f"{v:.1f}"
+
+    text = f"in {fps(fps_in)} fps, out {fps(fps_out)} fps"
+    if state == "none":
+        return text
+    return f"{text}{' (stale)' if state == 'stale' else ''}, measured {_age(st.latest_age_s)}"
+
+
 def render(snap: health.Snapshot) -> str:
     lines = [f"RVA: {snap.status}"]
     if not snap.redis:
@@ -29,11 +53,8 @@ def render(snap: health.Snapshot) -> str:
     off = "OFF (counts kept in the results stream only)"
     lines.append(f"  time series: {'on' if snap.timeseries else off}")
     for cam, st in snap.cameras.items():
-        fps_in, fps_out = st.latest.get("in_fps"), st.latest.get("out_fps")
         lines.append(
-            f"  camera {cam}: people {st.people if st.people is not None else '-'}, "
-            f"last frame {_age(st.frame_age_s)}, last result {_age(st.result_age_s)}, "
-            f"in {fps_in or 0:.1f} fps, out {fps_out or 0:.1f} fps, "
+            f"  camera {cam}: {_people(st)}; {_rates(st)}; last frame {_age(st.frame_age_s)}; "
             f"lag {st.gear_lag if st.gear_lag is not None else '-'}"
         )
         if st.source:

@@ -103,7 +103,7 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
                 "status": snap.status,
                 "timeseries": "on" if snap.timeseries else "off",
                 "problems": snap.problems + (state.problems if state else []),
-                "people": state.people if state else None,
+                **numbers(state, feeds[cam]),
                 "latest": state.latest if state else {},
                 "frame_age_s": state.frame_age_s if state else None,
                 "source": state.source if state else {},
@@ -157,28 +157,51 @@ def mjpeg(feed: Feed) -> Iterator[bytes]:
         feed.leave()
 
 
+def numbers(state: health.CameraState | None, feed: Feed) -> dict[str, object]:
+    """The page's numbers with their ages and how to show them (health.freshness: live, stale,
+    idle, none). The count is the one on the video's label while somebody watches it."""
+    if state is None:
+        return {"people": None, "people_state": "none", "values_state": "none"}
+    people, result_id, age = state.people, state.result_id, state.result_age_s
+    if feed.viewers and feed.shown and result_id and age is not None:
+        shown_id, people = feed.shown
+        age += (keys.id_ms(result_id) - keys.id_ms(shown_id)) / 1000
+        result_id = shown_id
+    return {
+        "people": people,
+        "result_id": result_id,
+        "people_age_s": age,
+        "people_state": health.freshness(age if people is not None else None),
+        "values_age_s": state.latest_age_s,
+        "values_state": health.freshness(state.latest_age_s),
+    }
+
+
 def people_history(client: redis.Redis, camera: str, minutes: float) -> dict[str, object]:
     """The people count over the last minutes: from the time series when there is one,
     otherwise from the results stream (RedisTimeSeries off)."""
     now_ms = int(time.time() * 1000)
     start = now_ms - int(minutes * 60_000)
     bucket = max(1000, int(minutes * 60_000 / 300))  # about 300 points whatever the range
+    # The chart's span, and the spacing of its points: a wider space is a gap, drawn as one.
+    span = {"start_ms": start, "end_ms": now_ms, "step_ms": bucket}
     if timeseries_available(client):
         key = keys.series(camera, "people")
         if minutes > 6 * 60:
-            key, bucket = keys.rollup(camera, "avg", 15), 0
+            key, bucket, span["step_ms"] = keys.rollup(camera, "avg", 15), 0, 15 * 60_000
         elif minutes > 60:
-            key, bucket = keys.rollup(camera, "avg", 1), 0
+            key, bucket, span["step_ms"] = keys.rollup(camera, "avg", 1), 0, 60_000
         args: list[object] = ["TS.RANGE", key, start, "+"]
         if bucket:
             args += ["AGGREGATION", "avg", bucket]
         try:
             raw = client.execute_command(*args)
             points = [[int(t), round(float(v), 2)] for t, v in raw]
-            return {"camera": camera, "source": "timeseries", "points": points}
+            return {"camera": camera, "source": "timeseries", "points": points, **span}
         except redis.ResponseError:
             pass  # series not created yet: fall through to the stream
     entries = client.xrevrange(keys.results(camera), min=f"{start}-0", count=5000)
+    bucket = max(1000, int(minutes * 60_000 / 300))  # not a rollup's 0
     buckets: dict[int, list[int]] = {}
     for _id, fields in entries:
         try:
@@ -188,7 +211,7 @@ def people_history(client: redis.Redis, camera: str, minutes: float) -> dict[str
             continue  # a malformed entry: skipped, as the gears skip bad input
         buckets.setdefault(t - t % bucket, []).append(people)
     points = [[t, round(sum(v) / len(v), 2)] for t, v in sorted(buckets.items())]
-    return {"camera": camera, "source": "stream", "points": points}
+    return {"camera": camera, "source": "stream", "points": points, **span, "step_ms": bucket}
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):

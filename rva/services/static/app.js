@@ -5,12 +5,18 @@ const $ = (id) => document.getElementById(id);
 let camera = null;
 
 async function getJSON(url) {
-  const r = await fetch(url, { cache: "no-store" });
+  const r = await fetch(url, { cache: "no-store", signal: AbortSignal.timeout(4000) });
   if (!r.ok && r.status !== 503) throw new Error(url + ": " + r.status);
   return r.json();
 }
 
-function fmt(v, digits) { return v === undefined || v === null ? "–" : Number(v).toFixed(digits); }
+const NONE = "—"; // a number that is not there, or too old to show
+function fmt(v, digits) { return v === undefined || v === null ? NONE : Number(v).toFixed(digits); }
+function ago(s) { return s < 1.5 ? "now" : Math.round(s) + " s ago"; }
+// How old a number is decides how it is shown (rva.services.health.freshness): live as is,
+// stale greyed with its age, idle or none not at all.
+const shown = (state) => state === "live" || state === "stale";
+let lastHeard = 0; // Date.now() of the last summary
 
 // The camera in use: "auto → V4L2 /dev/video0 (UVC Camera)", or what it waits for.
 function describeSource(src) {
@@ -22,11 +28,20 @@ function describeSource(src) {
 async function refreshSummary() {
   try {
     const s = await getJSON("/api/summary?camera=" + encodeURIComponent(camera));
-    $("people").textContent = s.people === null ? "–" : String(s.people);
-    $("in_fps").textContent = fmt(s.latest.in_fps, 1);
-    $("out_fps").textContent = fmt(s.latest.out_fps, 1);
-    $("prf_model").textContent = fmt(s.latest.prf_model, 0);
-    $("prf_total").textContent = fmt(s.latest.prf_total, 0);
+    // The count is the one on the video's label (the same result), with its age.
+    $("people").textContent = s.people === null || !shown(s.people_state) ? NONE : String(s.people);
+    $("people").dataset.result = s.result_id || "";
+    $("people").classList.toggle("stale", s.people_state !== "live");
+    $("people-age").textContent = s.people_state === "none" ? "nothing counted yet"
+      : s.people_state === "idle" ? "detector idle: last count " + ago(s.people_age_s)
+      : "counted " + ago(s.people_age_s);
+    const v = shown(s.values_state) ? s.latest : {};
+    $("in_fps").textContent = fmt(v.in_fps, 1);
+    $("out_fps").textContent = fmt(v.out_fps, 1);
+    $("prf_model").textContent = fmt(v.prf_model, 0);
+    $("prf_total").textContent = fmt(v.prf_total, 0);
+    $("rates").classList.toggle("stale", s.values_state !== "live");
+    $("values-age").textContent = s.values_state === "none" ? NONE : ago(s.values_age_s);
     $("timeseries").textContent = s.timeseries;
     $("source").textContent = describeSource(s.source || {});
     $("status").textContent = s.status;
@@ -34,42 +49,85 @@ async function refreshSummary() {
     $("problems").replaceChildren(...s.problems.map((p) => {
       const li = document.createElement("li"); li.textContent = p; return li;
     }));
+    lastHeard = Date.now();
+    $("updated").textContent = "updated " + new Date(lastHeard).toLocaleTimeString();
+    $("side").classList.remove("stale");
   } catch (e) {
     $("status").textContent = "unreachable"; $("status").className = "badge down";
+    checkHeard();
   }
 }
 
-function drawChart(points) {
+// rva web not answering: nothing on the page is live any more.
+function checkHeard() {
+  if (Date.now() - lastHeard < 5000) return;
+  $("side").classList.add("stale");
+  $("updated").textContent = lastHeard ? "last updated " + new Date(lastHeard).toLocaleTimeString() + " (not answering)" : "not updated yet";
+}
+
+// The chart spans the whole range up to now; where points are further apart than a few steps
+// nothing was counted, and the line stops there (a gap, not a straight line across it).
+function drawChart(d) {
+  const points = d.points || [], dpr = devicePixelRatio;
   const c = $("chart"), ctx = c.getContext("2d");
-  const w = (c.width = c.clientWidth * devicePixelRatio), h = (c.height = c.clientHeight * devicePixelRatio);
+  const w = (c.width = c.clientWidth * dpr), h = (c.height = c.clientHeight * dpr);
   ctx.clearRect(0, 0, w, h);
-  ctx.font = 12 * devicePixelRatio + "px system-ui"; ctx.fillStyle = "#8a96a3";
-  if (points.length < 2) { ctx.fillText("waiting for data…", 10, h / 2); return; }
-  const pad = 30 * devicePixelRatio;
-  const t0 = points[0][0], t1 = points[points.length - 1][0];
-  const vmax = Math.max(1, ...points.map((p) => p[1]));
-  const x = (t) => pad + ((t - t0) / Math.max(1, t1 - t0)) * (w - 2 * pad);
-  const y = (v) => h - pad - (v / vmax) * (h - 2 * pad);
+  ctx.font = 12 * dpr + "px system-ui"; ctx.fillStyle = "#8a96a3";
+  const left = 48 * dpr, right = 14 * dpr, top = 10 * dpr, bottom = 38 * dpr;
+  const t0 = d.start_ms ?? (points.length ? points[0][0] : 0);
+  const t1 = d.end_ms ?? (points.length ? points[points.length - 1][0] : 1);
+  const peak = Math.max(1, Math.ceil(Math.max(0, ...points.map((p) => p[1]))));
+  const tick = Math.ceil(peak / 4), vmax = tick * Math.ceil(peak / tick); // whole people
+  const ticks = [];
+  for (let v = 0; v <= vmax; v += tick) ticks.push(v);
+  const x = (t) => left + ((t - t0) / Math.max(1, t1 - t0)) * (w - left - right);
+  const y = (v) => h - bottom - (v / vmax) * (h - top - bottom);
   ctx.strokeStyle = "#2a323b"; ctx.lineWidth = 1;
-  for (let i = 0; i <= 4; i++) {
-    const v = (vmax * i) / 4;
-    ctx.beginPath(); ctx.moveTo(pad, y(v)); ctx.lineTo(w - pad, y(v)); ctx.stroke();
-    ctx.fillText(v.toFixed(v < 4 ? 1 : 0), 2, y(v) + 4);
+  ctx.textAlign = "right";
+  for (const v of ticks) {
+    ctx.beginPath(); ctx.moveTo(left, y(v)); ctx.lineTo(w - right, y(v)); ctx.stroke();
+    ctx.fillText(String(v), left - 6 * dpr, y(v) + 4 * dpr);
   }
-  ctx.fillText(new Date(t0).toLocaleTimeString(), pad, h - 8);
-  const last = new Date(t1).toLocaleTimeString();
-  ctx.fillText(last, w - pad - ctx.measureText(last).width, h - 8);
-  ctx.strokeStyle = "#4cc38a"; ctx.lineWidth = 2 * devicePixelRatio; ctx.beginPath();
-  points.forEach((p, i) => (i ? ctx.lineTo(x(p[0]), y(p[1])) : ctx.moveTo(x(p[0]), y(p[1]))));
-  ctx.stroke();
+  ctx.save(); ctx.translate(12 * dpr, (top + h - bottom) / 2); ctx.rotate(-Math.PI / 2);
+  ctx.textAlign = "center"; ctx.fillText("people", 0, 0); ctx.restore();
+  const long = t1 - t0 > 3600 * 1000;
+  const clock = (t) => new Date(t).toLocaleTimeString([], long ? { hour: "2-digit", minute: "2-digit" } : {});
+  ctx.textAlign = "left"; ctx.fillText(clock(t0), left, h - bottom + 16 * dpr);
+  ctx.textAlign = "center"; ctx.fillText(clock((t0 + t1) / 2), x((t0 + t1) / 2), h - bottom + 16 * dpr);
+  ctx.textAlign = "right"; ctx.fillText("now", w - right, h - bottom + 16 * dpr);
+  ctx.textAlign = "center"; ctx.fillText("time", (left + w - right) / 2, h - 4 * dpr);
+  ctx.textAlign = "left";
+  let segments = 0;
+  const describe = () => { // for screen readers (and the tests): what the canvas shows
+    c.dataset.ticks = ticks.join(" "); c.dataset.segments = String(segments);
+    c.setAttribute("aria-label", "people over time, " + clock(t0) + " to now: " + (points.length
+      ? "0 to " + vmax + " people, " + segments + " stretch(es) with counts" : "nothing counted"));
+  };
+  if (!points.length) {
+    ctx.fillText("nothing counted in this range", left + 10 * dpr, (top + h - bottom) / 2); describe(); return;
+  }
+  const gap = Math.max(3 * (d.step_ms || 1000), 10000);
+  ctx.strokeStyle = ctx.fillStyle = "#4cc38a"; ctx.lineWidth = 2 * dpr;
+  let run = [];
+  const flush = () => {
+    if (run.length) segments++;
+    if (run.length === 1) { ctx.beginPath(); ctx.arc(x(run[0][0]), y(run[0][1]), 2 * dpr, 0, 7); ctx.fill(); }
+    else if (run.length) {
+      ctx.beginPath(); run.forEach((p, i) => (i ? ctx.lineTo(x(p[0]), y(p[1])) : ctx.moveTo(x(p[0]), y(p[1])))); ctx.stroke();
+    }
+    run = [];
+  };
+  points.forEach((p, i) => { if (i && p[0] - points[i - 1][0] > gap) flush(); run.push(p); });
+  flush();
+  describe();
 }
 
 async function refreshChart() {
   try {
     const d = await getJSON("/api/people?camera=" + encodeURIComponent(camera) + "&minutes=" + $("range").value);
     if (!d.points) return; // Redis unreachable (503): keep the last chart and its source
-    $("chart-source").textContent = d.source === "timeseries" ? "(RedisTimeSeries)" : "(results stream; time series off)";
-    drawChart(d.points || []);
+    $("chart-source").textContent = d.source === "timeseries" ? "" : "(from the results stream: time series off)";
+    drawChart(d);
   } catch (e) { /* keep the last chart */ }
 }
 
@@ -160,6 +218,7 @@ async function start() {
   $("draw").onclick = sketchClick;
   $("draw").ondblclick = sketchDone;
   setInterval(refreshSummary, 1000);
+  setInterval(checkHeard, 1000);
   setInterval(refreshCounts, 2000);
   setInterval(refreshChart, 5000);
 }
