@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="count this camera's lines and zones (tracks, crossings, occupancy; a summary last)",
     )
+    p.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="score the count against hand labels (TOML, [[frame]] frame/people/max, as "
+        "tests/data/vtest_people.toml): runs the labelled frames only; MAE and misses last",
+    )
+    p.add_argument("--input-size", type=int, default=None, help="overrides gear.input_size")
+    p.add_argument("--threshold", type=float, default=None, help="overrides gear.score_threshold")
     p.add_argument("--model-cache")
 
     # bench starts a private redis-server of its own: every common option but -u/--url.
@@ -139,6 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None)
     p.add_argument("--backend", default=None)
     p.add_argument("--source", default=None, help="video (default: cameras.<first>.source)")
+    p.add_argument(
+        "--motion-gate",
+        choices=["capture", "gear", "off"],
+        default=None,
+        help="overrides gear.motion_gate, to compare where the gate lives",
+    )
+    p.add_argument(
+        "--no-still",
+        action="store_true",
+        help="skip the third phase (the whole appliance on a still picture at 10 fps)",
+    )
     p.add_argument("--model-cache")
 
     p = add("models", "list or fetch models")
@@ -209,6 +228,8 @@ def cmd_capture(args: argparse.Namespace, cfg: Config) -> int:
         except config.ValidationError as exc:
             raise ConfigError(str(exc)) from None
 
+    # The motion gate runs in capture unless gear.motion_gate says otherwise (rva.motion).
+    gate = cfg.gear if cfg.gear.motion_gate == "capture" else None
     if camera_id is None and not args.source and len(cfg.cameras) > 1:
         # No camera named: every configured camera, one thread each, in this process.
         capture.run_all(
@@ -216,6 +237,7 @@ def cmd_capture(args: argparse.Namespace, cfg: Config) -> int:
             {cid: overridden(cam) for cid, cam in cfg.cameras.items()},
             frames=args.frames,
             runtime=_runtime("capture"),
+            gate=gate,
         )
         return 0
     camera_id = camera_id or next(iter(cfg.cameras))
@@ -231,6 +253,7 @@ def cmd_capture(args: argparse.Namespace, cfg: Config) -> int:
         overridden(cam),
         frames=args.frames,
         runtime=_runtime("capture"),
+        gate=gate,
     )
     return 0
 
@@ -309,7 +332,13 @@ def _detector(args: argparse.Namespace, cfg: Config) -> Detector:
     from rva.models import manifest, store
     from rva.models.detector import Detector
 
-    settings = config.gear_settings(cfg, model=args.model, backend=args.backend)
+    settings = config.gear_settings(
+        cfg,
+        model=args.model,
+        backend=args.backend,
+        input_size=getattr(args, "input_size", None),
+        score_threshold=getattr(args, "threshold", None),
+    )
     bundle = store.from_cache(manifest.load(settings.model), store.cache_dir(args.model_cache))
     return Detector.from_settings(bundle, settings)
 
@@ -319,6 +348,16 @@ def cmd_count(args: argparse.Namespace, cfg: Config) -> int:
 
     if args.every < 1:
         raise ConfigError("--every must be at least 1")
+    score = None
+    if args.labels:
+        from rva.services import labels
+
+        if args.every != 1:
+            raise ConfigError("--labels runs the labelled frames: leave --every out")
+        try:
+            score = labels.Score(labels.load(args.labels))
+        except labels.LabelsError as exc:
+            raise ConfigError(str(exc)) from None
     counter = None
     if args.camera is not None:
         from rva.stages.counting import counter_for
@@ -337,6 +376,7 @@ def cmd_count(args: argparse.Namespace, cfg: Config) -> int:
             as_json=args.json,
             limit=args.limit,
             counter=counter,
+            score=score,
         )
     except count.CountError as exc:
         print(f"rva: error: {exc}", file=sys.stderr)

@@ -155,7 +155,9 @@ class GearSection(Section):
         "else opencv), opencv or onnxruntime",
     )
     device: Literal["cpu", "cuda"] = Field("cpu", title="Where the backend runs the model")
-    score_threshold: float = Field(0.4, title="Minimum person score", ge=0.0, le=1.0)
+    score_threshold: float = Field(
+        0.2, title="Minimum person score (measured best on labelled footage)", ge=0.0, le=1.0
+    )
     nms_threshold: float = Field(0.45, title="Box overlap (IoU) above which NMS merges", ge=0, le=1)
     group: str = Field(const.DEFAULT_GROUP, title="Consumer group shared by all workers")
     claim_idle_ms: int = Field(
@@ -165,8 +167,8 @@ class GearSection(Section):
     threads: int = Field(0, title="Inference threads (0 = backend default)", ge=0, le=64)
     input_size: int = Field(
         0,
-        title="Model input side in pixels, a multiple of 32 (0 = the model's own, from its "
-        "manifest); Darknet models only",
+        title="Model input side in pixels, a multiple of 32 (0 = the size the model's manifest "
+        "gives: 512 for yolov3-tiny); Darknet models only",
         ge=0,
         le=1024,
     )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 # Per-frame stage timings, in milliseconds (the seed's prf_* series).
 STAGES = ("read", "resize", "model", "boxes", "store", "total")
-# Every time series a camera owns, by metric name (the __name__ label).
-METRICS = ("people", "in_fps", "out_fps", *(f"prf_{s}" for s in STAGES))
+# Every time series a camera owns, by metric name (the __name__ label). motion: the changed
+# share of each frame the detector ran on (rva.motion), 0..1.
+METRICS = ("people", "in_fps", "out_fps", "motion", *(f"prf_{s}" for s in STAGES))
 # Rollups of the people count: aggregation × bucket in real minutes.
 ROLLUP_AGGREGATIONS = ("avg", "min", "max")
 ROLLUP_MINUTES = (1, 5, 15)
@@ -14,7 +15,9 @@ GEARS = "rva:gears"  # hash: gear id -> JSON registration
 MODELS = "rva:models"  # set of model names stored in Redis
 ERRORS = "rva:errors"  # hash: "<camera>:<kind>" -> count (corrupt_frame, bad_entry, oversized, ...)
 ERRORS_LAST = "rva:errors:last"  # hash: "<camera>:<kind>" -> unix time of the newest one
-STATS = "rva:stats"  # hash: "<camera>:<counter>" -> count (processed, skipped, reclaimed, ...)
+# hash: "<camera>:<counter>" -> count (processed, skipped, reclaimed, motion_skipped: frames the
+# motion gate kept from the detector, ...)
+STATS = "rva:stats"
 HEARTBEAT = "rva:heartbeat"  # hash: "<service>:<host>:<pid>" -> unix time of last loop
 TIMESERIES_FLAG = "rva:timeseries"  # "on" / "off", written by rva init
 

@@ -37,7 +37,7 @@ def test_shipped_default_config_is_valid() -> None:
         (
             '[gear]\nbackend = "onnx"',
             "/etc/rva/rva.toml: gear.backend: unknown backend (or its runtime is not installed)"
-            " 'onnx' (known: onnxruntime, opencv)",
+            " 'onnx' (known: auto, onnxruntime, opencv)",
         ),
         (
             '[gear]\nmodel = "nonexistent-model"',

@@ -70,7 +70,8 @@ def test_raw_outputs_match_opencv(
     blob, _ = detectors["opencv"].preprocess(frames[200])
     ocv = detectors["opencv"].backend.forward(blob)
     onx = detectors["onnxruntime"].backend.forward(blob)
-    assert [o.shape for o in onx] == [o.shape for o in ocv] == [(507, 85), (2028, 85)]
+    # 512×512 (the manifest's run size): 16×16 and 32×32 cells × 3 anchors.
+    assert [o.shape for o in onx] == [o.shape for o in ocv] == [(768, 85), (3072, 85)]
     for a, b in zip(ocv, onx, strict=True):
         diff = np.abs(a - b)
         # A class score a hair from the 0.2 cut may be zeroed on one side only.
@@ -92,6 +93,28 @@ def test_same_people_as_opencv_on_real_footage(
         for box in fewer.boxes:
             best = max(iou(box, other) for other in more.boxes)
             assert best >= 0.9, f"frame {index}: box {box.round(1)} best IoU {best:.2f}"
+
+
+@pytest.mark.parametrize("size", [320, 416, 608])
+def test_every_input_size_gives_the_same_people_on_both_backends(
+    bundle: store.ModelBundle, frames: dict[int, np.ndarray], size: int
+) -> None:
+    """gear.input_size: OpenCV takes the size from the blob, ONNX Runtime gets a graph
+    converted for it; the boxes agree to a thousandth of a pixel."""
+    pair = [Detector(bundle, backend=b, input_size=size) for b in ("opencv", "onnxruntime")]
+    assert (pair[1].width, pair[1].height) == (size, size)
+    for index in (0, 400, 700):
+        a, b = (d.detect(frames[index]) for d in pair)
+        assert a.people == b.people, f"frame {index} at {size}: {a.people} vs {b.people}"
+        assert np.abs(a.boxes - b.boxes).max(initial=0) < 1e-3
+
+
+def test_auto_is_onnxruntime_for_darknet_and_opencv_for_tensorflow(
+    bundle: store.ModelBundle, model_cache: Path
+) -> None:
+    assert Detector(bundle).backend_name == "onnxruntime"
+    ssd = store.from_cache(manifest.load("ssdlite-person"), model_cache)
+    assert Detector(ssd).backend_name == "opencv"
 
 
 def test_cuda_without_a_cuda_provider_is_a_clear_error(bundle: store.ModelBundle) -> None:

@@ -93,5 +93,6 @@ class Gear(ABC):
         self.registration = registration
 
     @abstractmethod
-    def handle(self, entry: Entry) -> Result:
-        """Process one entry; raise GearError for input that must be skipped and counted."""
+    def handle(self, entry: Entry) -> Result | None:
+        """Process one entry; raise GearError for input that must be skipped and counted.
+        None: the entry needs no result (the motion gate found nothing new in it)."""

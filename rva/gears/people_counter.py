@@ -2,11 +2,16 @@
 
 Writes, per processed frame, ``camera:<id>:yolo`` {ref, boxes, people} (boxes in the original
 frame's pixels, the seed's flat "[x1, y1, x2, y2, ...]" format) and the samples behind
-``camera:<id>:people`` and the ``prf_*`` stage timings.
+``camera:<id>:people``, ``camera:<id>:motion`` and the ``prf_*`` stage timings.
+
+With ``gear.motion_gate = "gear"`` the motion gate (rva.motion) runs here, on the decoded
+frame: a still frame gets no detector pass and no result. With "capture" (the default) capture
+has gated already and says how much moved in the entry's ``motion`` field.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -17,6 +22,7 @@ from rva import images, keys
 from rva.gears.base import Entry, Gear, GearError, Registration, Result
 from rva.models.detector import Detector
 from rva.models.store import ModelBundle
+from rva.motion import MotionGate
 
 
 def decode_frame(entry: Entry) -> np.ndarray:
@@ -44,11 +50,21 @@ class PeopleCounter(Gear):
         super().__init__(registration, model_loader)
         settings = registration.settings
         self.detector = Detector.from_settings(model_loader(settings.model), settings)
+        self.gate = MotionGate.from_settings(settings) if settings.motion_gate == "gear" else None
 
-    def handle(self, entry: Entry) -> Result:
+    def handle(self, entry: Entry) -> Result | None:
         t0 = time.perf_counter()
         frame = decode_frame(entry)
         decode_ms = (time.perf_counter() - t0) * 1e3
+        samples: dict[str, float] = {}
+        if self.gate is not None:
+            decision = self.gate.admit(frame, now=entry.timestamp_ms / 1000)
+            if not decision.run:
+                return None
+            samples["motion"] = decision.motion
+        elif (motion := entry.fields.get(b"motion")) is not None:
+            with contextlib.suppress(ValueError):  # a malformed hint costs the sample only
+                samples["motion"] = float(motion)
         found = self.detector.detect(frame)
         return Result(
             fields={
@@ -56,6 +72,6 @@ class PeopleCounter(Gear):
                 "boxes": json.dumps(found.flat_boxes()),
                 "people": found.people,
             },
-            samples={"people": found.people},
+            samples={"people": found.people, **samples},
             timings_ms={"decode": decode_ms, **found.timings_ms},
         )

@@ -207,12 +207,20 @@ def read_weights(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.float32, offset=12 + seen_bytes)
 
 
-def convert(cfg: str, weights: bytes, name: str = "darknet") -> onnx.ModelProto:
+def convert(
+    cfg: str, weights: bytes, name: str = "darknet", size: tuple[int, int] | None = None
+) -> onnx.ModelProto:
+    """The graph for a ``size`` = (width, height) input, the cfg's own when None (a YOLO cfg
+    is fully convolutional: any multiple of 32 works with the same weights, as in OpenCV)."""
     sections = parse_cfg(cfg)
     if not sections or sections[0][0] not in ("net", "network"):
         raise ModelError("Darknet cfg does not start with [net]")
     net = sections[0][1]
     net_w, net_h, channels = (int(net[k]) for k in ("width", "height", "channels"))
+    if size is not None:
+        net_w, net_h = size
+        if net_w % 32 or net_h % 32:
+            raise ModelError(f"Darknet input {net_w}x{net_h}: both sides must be multiples of 32")
     b = _Builder(read_weights(weights))
     x = Tensor("data", channels, net_h, net_w)
     done: list[Tensor] = []

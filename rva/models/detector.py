@@ -4,6 +4,7 @@ letterbox/resize → backend forward → decode → NMS → keep persons → box
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -14,6 +15,8 @@ from rva.config import GearSection
 from rva.models import backends
 from rva.models.manifest import ModelError
 from rva.models.store import ModelBundle
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,22 +65,53 @@ class Detector:
         self,
         bundle: ModelBundle,
         *,
-        backend: str = "opencv",
+        backend: str = "auto",
         device: str = "cpu",
         threads: int = 0,
-        score_threshold: float = 0.4,
+        score_threshold: float = 0.2,
         nms_threshold: float = 0.45,
+        input_size: int = 0,
     ) -> None:
         self.bundle = bundle
         self.manifest = bundle.manifest
-        backend_cls = backends.get(backend)
-        if self.manifest.format not in backend_cls.formats and not any(
-            s.derive for s in self.manifest.files.values()
-        ):
-            raise ModelError(f"backend {backend} cannot run {self.manifest.format} models")
-        self.backend = backend_cls(bundle, device=device, threads=threads)
+        spec = self.manifest.input
+        self.width, self.height = (
+            (input_size, input_size) if input_size else (spec.width, spec.height)
+        )
+        if input_size and self.manifest.format != "darknet":
+            raise ModelError(
+                f"gear.input_size: {self.manifest.name} runs at its own size only "
+                f"({spec.width}x{spec.height}); set 0"
+            )
+        # Darknet models run at any multiple of 32: the size goes to the backend (ONNX Runtime
+        # converts the graph for it); other models keep their own.
+        size = (self.width, self.height) if self.manifest.format == "darknet" else None
+        self.backend = self._backend(backend, device, threads, size)
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
+
+    def _backend(
+        self, name: str, device: str, threads: int, size: tuple[int, int] | None
+    ) -> backends.Backend:
+        """The named backend, or for ``auto`` the first of backends.PREFERENCE that loads."""
+        fmt = self.manifest.format
+        tried = backends.candidates(name, fmt)
+        for backend_cls in tried:
+            if fmt not in backend_cls.formats and not any(
+                s.derive for s in self.manifest.files.values()
+            ):
+                raise ModelError(f"backend {name} cannot run {fmt} models")
+            try:
+                return backend_cls(self.bundle, device=device, threads=threads, input_size=size)
+            except ModelError as exc:
+                if backend_cls is tried[-1]:
+                    raise
+                log.warning("%s; trying the next backend", exc)
+        raise ModelError(f"no backend for {self.manifest.name}")  # unreachable: tried is not empty
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.type_key
 
     @classmethod
     def from_settings(cls, bundle: ModelBundle, settings: GearSection) -> Detector:
@@ -89,23 +123,24 @@ class Detector:
             threads=settings.threads,
             score_threshold=settings.score_threshold,
             nms_threshold=settings.nms_threshold,
+            input_size=settings.input_size,
         )
 
     def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, Transform]:
-        spec = self.manifest.input
+        spec, width, height = self.manifest.input, self.width, self.height
         h, w = frame.shape[:2]
         if spec.resize == "letterbox":
-            scale = min(spec.width / w, spec.height / h)
+            scale = min(width / w, height / h)
             nw, nh = round(w * scale), round(h * scale)
-            pad_x, pad_y = (spec.width - nw) // 2, (spec.height - nh) // 2
-            canvas: np.ndarray = np.full((spec.height, spec.width, 3), 127, dtype=np.uint8)
+            pad_x, pad_y = (width - nw) // 2, (height - nh) // 2
+            canvas: np.ndarray = np.full((height, width, 3), 127, dtype=np.uint8)
             canvas[pad_y : pad_y + nh, pad_x : pad_x + nw] = cv2.resize(
                 frame, (nw, nh), interpolation=cv2.INTER_LINEAR
             )
             transform = Transform(scale, scale, pad_x, pad_y, w, h)
         else:
-            canvas = cv2.resize(frame, (spec.width, spec.height), interpolation=cv2.INTER_LINEAR)
-            transform = Transform(spec.width / w, spec.height / h, 0, 0, w, h)
+            canvas = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+            transform = Transform(width / w, height / h, 0, 0, w, h)
         blob = cv2.dnn.blobFromImage(
             canvas, scalefactor=spec.scale, mean=spec.mean, swapRB=spec.swap_rb, crop=False
         )
@@ -113,7 +148,7 @@ class Detector:
 
     def decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Raw outputs → person boxes (net-input pixels) and scores, before NMS."""
-        spec, person = self.manifest.input, self.manifest.person_class
+        person, width, height = self.manifest.person_class, self.width, self.height
         if self.manifest.decoder == "yolo":
             # Rows: cx, cy, w, h (0..1 of the input), objectness, then per-class scores
             # already multiplied by objectness.
@@ -123,8 +158,8 @@ class Detector:
                 rows[scores >= self.score_threshold],
                 scores[scores >= self.score_threshold],
             )
-            cx, cy = rows[:, 0] * spec.width, rows[:, 1] * spec.height
-            bw, bh = rows[:, 2] * spec.width, rows[:, 3] * spec.height
+            cx, cy = rows[:, 0] * width, rows[:, 1] * height
+            bw, bh = rows[:, 2] * width, rows[:, 3] * height
             boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
         else:
             # DetectionOutput rows: image, class, score, x1, y1, x2, y2 (0..1 of the input).
@@ -132,7 +167,7 @@ class Detector:
             keep = (rows[:, 1] == person) & (rows[:, 2] >= self.score_threshold)
             rows = rows[keep]
             scores = rows[:, 2]
-            size = np.array([spec.width, spec.height, spec.width, spec.height], dtype=np.float32)
+            size = np.array([width, height, width, height], dtype=np.float32)
             boxes = rows[:, 3:7] * size
         return boxes.astype(np.float32).reshape(-1, 4), scores.astype(np.float32)
 

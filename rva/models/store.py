@@ -67,10 +67,12 @@ def from_cache(manifest: Manifest, cache: Path | None = None) -> ModelBundle:
 
 
 def to_redis(client: redis.Redis, bundle: ModelBundle) -> bool:
-    """Store the model unless Redis already has the same bytes. True when it wrote."""
+    """Store the model unless Redis already has the same bytes and manifest (a new release may
+    change how a model runs, its input size, with the same files). True when it wrote."""
     key = keys.model(bundle.manifest.name)
     digest = bundle.digest()
-    if client.hget(key, "digest") == digest.encode():
+    stored = client.hmget(key, ["digest", "manifest"])
+    if stored == [digest.encode(), bundle.manifest.to_json().encode()]:
         return False
     mapping: dict[str, bytes | str] = {
         "manifest": bundle.manifest.to_json(),

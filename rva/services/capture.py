@@ -6,6 +6,10 @@ watchdog fed and says what it waits for in its systemd status line.
 With several cameras configured and none named, one process captures them all, one thread per
 camera (`run_all`): the watchdog is fed only while every camera's loop makes progress, and a
 camera that is gone (reopened with backoff) holds up neither the others nor READY.
+
+With the motion gate here (gear.motion_gate = "capture", the default), a frame of a still scene
+is neither JPEG-encoded nor stored (rva.motion says which frames go); the frames kept back are
+counted in rva:stats as motion_skipped, and each frame that goes carries its `motion`.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import cv2
 import redis
 
 from rva import keys
-from rva.config import CameraSection
+from rva.config import CameraSection, GearSection
 from rva.connection import TRANSIENT, Backoff, connect, wait_for_redis
+from rva.motion import MotionGate
 from rva.ratelog import RateLimitedLog
 from rva.runtime import Runtime
 from rva.services.health import source_key
@@ -104,6 +109,28 @@ class ResultFollower:
             self.last = reply[0][1][-1][0]
 
 
+class StillFrames:
+    """Frames the motion gate kept back, added to rva:stats (motion_skipped) about once a second:
+    one write a second on a still scene, not one a frame."""
+
+    def __init__(self, client: redis.Redis, camera_id: str) -> None:
+        self.client, self.field = client, f"{camera_id}:motion_skipped"
+        self.pending, self.total, self.flushed_at = 0, 0, time.monotonic()
+
+    def add(self) -> None:
+        self.pending += 1
+        self.total += 1
+        if time.monotonic() - self.flushed_at >= 1.0:
+            self.flush()
+
+    def flush(self) -> None:
+        self.flushed_at = time.monotonic()
+        if self.pending:
+            with contextlib.suppress(*TRANSIENT, redis.ResponseError):  # kept for the next try
+                self.client.hincrby(keys.STATS, self.field, self.pending)
+                self.pending = 0
+
+
 class SourceReport:
     """Keeps camera:<id>:source (health.source_key) current: which source is configured, which
     camera is in use, and whether it captures, waits for a camera or cannot work. Written only
@@ -181,8 +208,11 @@ def run(
     *,
     frames: int = 0,
     runtime: Progress | None = None,
+    gate: GearSection | None = None,
 ) -> int:
-    """Capture until stopped (or ``frames`` frames when > 0). Returns frames written."""
+    """Capture until stopped (or ``frames`` frames when > 0). Returns frames written.
+
+    ``gate``: the gear settings when the motion gate runs here (see the module's doc)."""
     runtime = runtime or Runtime(f"capture:{camera_id}")
     client = connect(url, name=f"rva-capture:{camera_id}")
     if not wait_for_redis(client, tick=runtime.tick, stop=runtime.stop):
@@ -207,6 +237,8 @@ def run(
         else None
     )
     encode_params = [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg_quality]
+    motion = MotionGate.from_settings(gate) if gate is not None else None
+    still = StillFrames(client, camera_id)
     runtime.notifier.ready(f"capturing {camera.description} into {stream}")
     written, count, lost = 0, 0, 0
     redis_backoff, source_backoff = Backoff(), Backoff(base=0.5, cap=30)
@@ -228,6 +260,17 @@ def run(
             if not throttle.admit():
                 runtime.tick()
                 continue
+            fields: dict[str, str | int | bytes] = {"count": count}
+            if motion is not None:
+                decision = motion.admit(frame)
+                if not decision.run:  # a still scene: no encode, no write
+                    still.add()
+                    count += 1
+                    runtime.tick()
+                    runtime.beat(client)
+                    pacer.wait(runtime.tick, runtime.stop)
+                    continue
+                fields["motion"] = f"{decision.motion:.4f}"
             ok, jpeg = cv2.imencode(".jpg", frame, encode_params)
             if not ok:
                 log.warning("JPEG encoding failed for frame %d; skipped", count)
@@ -235,12 +278,8 @@ def run(
             try:
                 if follow:
                     follow.wait()
-                client.xadd(
-                    stream,
-                    {"count": count, "image": jpeg.tobytes()},
-                    maxlen=cam.maxlen,
-                    approximate=True,
-                )
+                fields["image"] = jpeg.tobytes()
+                client.xadd(stream, fields, maxlen=cam.maxlen, approximate=True)
                 written += 1
                 redis_backoff.reset()
                 refused.flush()
@@ -261,7 +300,10 @@ def run(
             now = time.monotonic()
             if now - window_start >= 5:
                 fps = window_frames / (now - window_start)
-                runtime.tick(f"{camera.description}: {fps:.1f} fps, {count} frames, {lost} lost")
+                kept = f", {still.total} still" if motion is not None else ""
+                runtime.tick(
+                    f"{camera.description}: {fps:.1f} fps, {count} frames{kept}, {lost} lost"
+                )
                 window_start, window_frames = now, 0
             else:
                 runtime.tick()
@@ -269,6 +311,7 @@ def run(
             pacer.wait(runtime.tick, runtime.stop)
     finally:
         camera.close()
+        still.flush()
     return written
 
 
@@ -279,6 +322,7 @@ def run_all(
     frames: int = 0,
     runtime: Runtime,
     stale_after: float = 15.0,
+    gate: GearSection | None = None,
 ) -> dict[str, int]:
     """Capture every camera, each in its own thread, until stopped (or each has written
     ``frames`` frames). Returns the frames written per camera.
@@ -295,7 +339,12 @@ def run_all(
     def capture(camera_id: str) -> None:
         try:
             written[camera_id] = run(
-                url, camera_id, cameras[camera_id], frames=frames, runtime=lanes[camera_id]
+                url,
+                camera_id,
+                cameras[camera_id],
+                frames=frames,
+                runtime=lanes[camera_id],
+                gate=gate,
             )
         except BaseException as exc:
             log.exception("camera %s: capture failed", camera_id)

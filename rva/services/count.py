@@ -1,10 +1,12 @@
-"""rva count: the gear's detection path, offline, over a video or image — no Redis involved."""
+"""rva count: the gear's detection path, offline, over a video or image — no Redis involved.
+
+With labels (rva.services.labels) only the labelled frames are run, and each is scored."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -14,6 +16,7 @@ import numpy as np
 
 from rva.analytics.counting import Counter, FrameOutcome
 from rva.models.detector import Detections, Detector
+from rva.services.labels import Score
 from rva.services.sources import IMAGE_SUFFIXES
 
 
@@ -57,11 +60,20 @@ def video_fps(source: str) -> float:
 
 
 def count(
-    detector: Detector, source: str, *, every: int = 1, limit: int = 0
+    detector: Detector,
+    source: str,
+    *,
+    every: int = 1,
+    limit: int = 0,
+    only: Collection[int] | None = None,
 ) -> Iterator[tuple[int, Detections]]:
+    """Detections of every ``every``-th frame, or of the frames in ``only``."""
     processed = 0
+    last = max(only, default=-1) if only is not None else None
     for index, frame in frames(source):
-        if index % every:
+        if last is not None and index > last:
+            return
+        if index % every or (only is not None and index not in only):
             continue
         yield index, detector.detect(frame)
         processed += 1
@@ -100,21 +112,31 @@ def run(
     as_json: bool,
     limit: int = 0,
     counter: Counter | None = None,
+    score: Score | None = None,
     out: TextIO = sys.stdout,
 ) -> Summary:
     """Print one line per processed frame; with a counter, tracks and events too, and the
-    summary (as JSON, the last line) at the end."""
+    summary (as JSON, the last line) at the end. With a score, only the labelled frames are
+    run, each line gives its label and error, and the score comes last."""
     summary = Summary()
     if counter:
         summary.lines = {line.name: {"in": 0, "out": 0} for line in counter.lines}
         summary.occupancy = {zone.name: [] for zone in counter.zones}
     frame_ms = 1000.0 / video_fps(source)
     total = 0
-    for index, found in count(detector, source, every=every, limit=limit):
+    only = set(score.labels) if score else None
+    for index, found in count(detector, source, every=every, limit=limit, only=only):
         summary.frames += 1
         total += found.people
         row: dict[str, object] = {"frame": index, "people": found.people}
         row["boxes"] = found.as_rows()
+        label = ""
+        if score:
+            error = score.add(index, found.people)
+            truth = score.labels[index]
+            row["label"], row["error"] = [truth.people, truth.max], error
+            span = f"{truth.people}-{truth.max}" if truth.max != truth.people else truth.people
+            label = f" (labelled {span}, error {error:+d})"
         if counter:
             boxes = [tuple(float(v) for v in box) for box in found.boxes]
             outcome = counter.step(boxes, round(index * frame_ms))  # type: ignore[arg-type]
@@ -134,11 +156,13 @@ def run(
                 if counter
                 else ""
             )
-            out.write(f"frame {index}: {found.people} people{extra}\n")
+            out.write(f"frame {index}: {found.people} people{label}{extra}\n")
         out.flush()
     if as_json:
         if counter:
             out.write(json.dumps({"summary": summary.as_dict()}) + "\n")
+        if score:
+            out.write(json.dumps({"score": score.as_dict()}) + "\n")
     else:
         mean = total / summary.frames if summary.frames else 0.0
         out.write(f"{summary.frames} frames, {mean:.2f} people per frame on average\n")
@@ -146,4 +170,6 @@ def run(
             out.write(f"line {name}: {dirs['in']} in, {dirs['out']} out\n")
         for name, z in summary.as_dict()["zones"].items():  # type: ignore[attr-defined]
             out.write(f"zone {name}: at most {z['max']}, {z['mean']:.2f} on average\n")
+        if score:
+            out.write(score.summary() + "\n")
     return summary

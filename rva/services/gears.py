@@ -8,6 +8,8 @@
 - Adaptive downsampling: of the frames waiting when a worker comes back for more, only the
   newest is processed; the older ones are acknowledged as skipped. The pipeline thus runs at
   its own speed with the least latency, whatever the camera's rate.
+- With the motion gate in the gear (gear.motion_gate = "gear"), a still frame is acknowledged
+  without a result and counted as motion_skipped in rva:stats.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ return removed
 """
 PRUNE_AFTER_MS = 5000
 READ_BATCH = 32
+OUT_RATE_EVERY_S = 1.0  # out_fps reads the results stream; once a second is plenty
 
 
 @dataclass
@@ -76,8 +79,10 @@ class GearState:
     gear: Gear
     last_count: tuple[int, int] | None = None  # (frame count, ms) of the last processed entry
     last_claim: float = 0.0
+    last_out_rate: float = 0.0  # monotonic time out_fps was last measured
     processed: int = 0
     skipped: int = 0
+    still: int = 0  # frames the motion gate (in this worker) kept from the detector
 
 
 @dataclass
@@ -273,6 +278,13 @@ class Worker:
             self.client.xack(reg.stream, reg.group, entry.id)
             self.count(keys.ERRORS, reg.camera, "gear_failed")
             return 0
+        if result is None:  # a still frame, by the motion gate: nothing new to detect
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xack(reg.stream, reg.group, entry.id)
+            pipe.hincrby(keys.STATS, f"{reg.camera}:motion_skipped", 1)
+            pipe.execute()
+            state.still += 1
+            return 0
         store_at = time.perf_counter()
         args: list[str | int] = [reg.group, self.consumer, entry.id, reg.settings.results_maxlen]
         for name, value in {**result.fields, "worker": self.consumer}.items():
@@ -284,7 +296,6 @@ class Worker:
             )
             return 0
         state.processed += 1
-        self.count(keys.STATS, reg.camera, "processed")
         timings = dict(result.timings_ms)
         timings["read"] = read_ms + timings.pop("decode", 0.0)  # Redis read + JPEG decode
         self.write_series(state, entry, result, timings, store_at)
@@ -314,6 +325,7 @@ class Worker:
             samples["out_fps"] = out_fps
         samples = {k: round(float(v), 3) for k, v in samples.items()}
         pipe = self.client.pipeline(transaction=False)
+        pipe.hincrby(keys.STATS, f"{reg.camera}:processed", 1)
         pipe.hset(keys.latest(reg.camera), mapping={**samples, "ts": ts})
         if self.timeseries:
             args: list[str | int | float] = []
@@ -336,7 +348,12 @@ class Worker:
         return (count - last[0]) * 1000.0 / (entry.timestamp_ms - last[1])
 
     def output_rate(self, state: GearState, window: int = 10) -> float | None:
-        """Results per second over the last few results, whichever worker wrote them."""
+        """Results per second over the last few results, whichever worker wrote them; measured
+        at most once every OUT_RATE_EVERY_S (None in between: no sample)."""
+        now = time.monotonic()
+        if now - state.last_out_rate < OUT_RATE_EVERY_S:
+            return None
+        state.last_out_rate = now
         results = state.gear.results_key(state.registration.camera)
         recent = self.client.xrevrange(results, count=window)
         if len(recent) < 2:
@@ -350,6 +367,7 @@ class Worker:
     def status_line(self) -> str:
         parts = [
             f"{s.registration.camera}: {s.processed} done, {s.skipped} skipped"
+            + (f", {s.still} still" if s.still else "")
             for s in self.gears.values()
         ]
         ts = "time series on" if self.timeseries else "time series OFF"

@@ -21,10 +21,18 @@ class Backend(ABC):
     type_key: ClassVar[str]
     formats: ClassVar[frozenset[str]]
 
-    def __init__(self, bundle: ModelBundle, device: str = "cpu", threads: int = 0) -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        device: str = "cpu",
+        threads: int = 0,
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
         self.bundle = bundle
         self.device = device
         self.threads = threads
+        # (width, height) of the blobs forward() gets; None: the manifest's input size.
+        self.input_size = input_size
 
     @abstractmethod
     def forward(self, blob: np.ndarray) -> list[np.ndarray]:

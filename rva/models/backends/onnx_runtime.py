@@ -1,13 +1,18 @@
-"""ONNX Runtime — a second CPU backend (x86_64 and aarch64 wheels), CUDA with onnxruntime-gpu.
+"""ONNX Runtime — the default CPU backend where it is installed (x86_64 and aarch64 wheels,
+part of RVA's install), CUDA with onnxruntime-gpu.
 
 Runs ONNX models, and Darknet models converted to ONNX in memory when the backend loads
 (models/darknet_onnx.py, ~0.3 s on a 2-core x86 VM), so it returns the same rows as the OpenCV
-backend and no second copy of the weights sits in the cache or in Redis. Install it with
-``pip install 'rva[onnx]'``; without onnxruntime this backend is simply not offered.
-``gear.threads`` sets ONNX Runtime's intra-op threads (0 = one per physical core).
+backend and no second copy of the weights sits in the cache or in Redis. Without onnxruntime
+(a 32-bit ARM system has no wheel) this backend is simply not offered and `auto` is OpenCV.
+``gear.threads`` sets ONNX Runtime's intra-op threads (0 = one per core). Its threads never
+spin-wait between runs: on a 2- or 4-core device a spinning pool takes the cores capture and
+Redis need while the gear waits for the next frame.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import onnxruntime as ort
@@ -23,13 +28,20 @@ class OnnxRuntimeBackend(Backend):
     type_key = "onnxruntime"
     formats = frozenset({"onnx", "darknet"})
 
-    def __init__(self, bundle: ModelBundle, device: str = "cpu", threads: int = 0) -> None:
-        super().__init__(bundle, device, threads)
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        device: str = "cpu",
+        threads: int = 0,
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(bundle, device, threads, input_size)
         name = bundle.manifest.name
-        graph = self._graph(bundle)
+        graph = self._graph(bundle, input_size)
         options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 graph, sess_options=options, providers=self._providers(device)
@@ -45,7 +57,7 @@ class OnnxRuntimeBackend(Backend):
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     @staticmethod
-    def _graph(bundle: ModelBundle) -> bytes:
+    def _graph(bundle: ModelBundle, input_size: tuple[int, int] | None) -> bytes:
         fmt = bundle.manifest.format
         if fmt == "onnx":
             return bundle.files["onnx"]
@@ -53,7 +65,8 @@ class OnnxRuntimeBackend(Backend):
             from rva.models.darknet_onnx import convert
 
             cfg = bundle.files["cfg"].decode("utf-8")
-            return convert(cfg, bundle.files["weights"], bundle.manifest.name).SerializeToString()
+            model = convert(cfg, bundle.files["weights"], bundle.manifest.name, input_size)
+            return model.SerializeToString()
         raise ModelError(f"onnxruntime backend cannot run {fmt} models")
 
     @staticmethod

@@ -22,8 +22,15 @@ class OpenCVBackend(Backend):
     type_key = "opencv"
     formats = frozenset({"darknet", "tensorflow", "onnx"})
 
-    def __init__(self, bundle: ModelBundle, device: str = "cpu", threads: int = 0) -> None:
-        super().__init__(bundle, device, threads)
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        device: str = "cpu",
+        threads: int = 0,
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
+        # Darknet nets take their input size from the blob: nothing to change for input_size.
+        super().__init__(bundle, device, threads, input_size)
         self.net = self._read(bundle)
         if device == "cuda":
             if cv2.cuda.getCudaEnabledDeviceCount() == 0:
