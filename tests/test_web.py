@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import make_server
 
 import cv2
 import numpy as np
@@ -30,7 +29,7 @@ from rva import config, keys
 from rva.config import Config
 from rva.connection import connect
 from rva.services import broadcast
-from rva.services.web import BOUNDARY, _QuietHandler, _ThreadingServer, make_app
+from rva.services.web import BOUNDARY, make_app, make_server
 from tests.conftest import CACHE, RedisServer, Services, _server, free_port, wait_for, write_config
 
 FOOTAGE_SIZE = (768, 576)  # vtest.avi, served at its own size (resize = false)
@@ -268,13 +267,11 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 def serve_in_process(
     pipeline: Pipeline, cfg: Config, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[int, Any]]:
-    """make_app served from this process (same server classes as `rva web`), reading the
+    """make_app served from this process (the same server as `rva web`), reading the
     shared pipeline's Redis, so that its feeds can be inspected."""
     client = connect(pipeline.server.url, name="rva-web-test")
     app = make_app(client, cfg)
-    server = make_server(
-        "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler
-    )
+    server = make_server(app, cfg, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

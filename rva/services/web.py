@@ -12,8 +12,6 @@ import threading
 import time
 from collections.abc import Iterator
 from importlib import resources
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import redis
 from bottle import Bottle, HTTPError, HTTPResponse, request, response, static_file
@@ -24,6 +22,7 @@ from rva.connection import TRANSIENT, connect, timeseries_available, wait_for_re
 from rva.runtime import Runtime
 from rva.services import counting_view, health, metrics
 from rva.services.broadcast import Feed
+from rva.services.httpserver import Server
 
 log = logging.getLogger(__name__)
 BOUNDARY = "rvaframe"
@@ -38,6 +37,8 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
     }
     app.config["rva.feeds"] = feeds
     cameras = list(cfg.cameras)
+    # Each stream holds a server thread: capped below the server's threads (make_server).
+    streams = threading.BoundedSemaphore(cfg.web.max_viewers)
 
     def snapshot() -> health.Snapshot:
         return health.snapshot(client, cameras, cfg.gear.group)
@@ -70,7 +71,7 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
         response.content_type = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
         response.set_header("Cache-Control", "no-cache, no-store, must-revalidate")
         response.set_header("Pragma", "no-cache")
-        return mjpeg(feed)
+        return mjpeg(feed, streams)
 
     @app.get("/healthz")
     def healthz() -> HTTPResponse:
@@ -137,7 +138,15 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
     return app
 
 
-def mjpeg(feed: Feed) -> Iterator[bytes]:
+def mjpeg(feed: Feed, streams: threading.BoundedSemaphore) -> Iterator[bytes]:
+    # Runs up to its first frame inside the route (bottle looks at the first item), so the
+    # 503 below is the response.
+    if not streams.acquire(blocking=False):
+        raise HTTPResponse(
+            json.dumps({"error": "too many /video viewers ([web] max_viewers)"}),
+            status=503,
+            headers={"Content-Type": "application/json", "Retry-After": "10"},
+        )
     feed.join()
     try:
         seq = 0
@@ -155,6 +164,7 @@ def mjpeg(feed: Feed) -> Iterator[bytes]:
             )
     finally:
         feed.leave()
+        streams.release()
 
 
 def numbers(state: health.CameraState | None, feed: Feed) -> dict[str, object]:
@@ -214,14 +224,18 @@ def people_history(client: redis.Redis, camera: str, minutes: float) -> dict[str
     return {"camera": camera, "source": "stream", "points": points, **span, "step_ms": bucket}
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # an MJPEG viewer must not keep the process alive
-    allow_reuse_address = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+def make_server(app: Bottle, cfg: Config, host: str, port: int) -> Server:
+    """The HTTP server with [web]'s limits: threads for every stream and 8 more, so that
+    /healthz and the API always find one (rva.services.httpserver)."""
+    return Server(
+        host,
+        port,
+        app,
+        max_connections=cfg.web.max_connections,
+        request_timeout=cfg.web.request_timeout_s,
+        io_timeout=cfg.web.io_timeout_s,
+        threads=cfg.web.max_viewers + 8,
+    )
 
 
 def serve(url: str, cfg: Config, host: str, port: int, *, runtime: Runtime | None = None) -> None:
@@ -230,9 +244,7 @@ def serve(url: str, cfg: Config, host: str, port: int, *, runtime: Runtime | Non
     if not wait_for_redis(client, tick=runtime.tick, stop=runtime.stop):
         return
     app = make_app(client, cfg)
-    server = make_server(
-        host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
-    )
+    server = make_server(app, cfg, host, port)
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     log.info("serving on http://%s:%d/", host, server.server_port)
@@ -244,7 +256,8 @@ def serve(url: str, cfg: Config, host: str, port: int, *, runtime: Runtime | Non
             feeds = app.config["rva.feeds"]
             viewers = sum(f.viewers for f in feeds.values())
             runtime.tick(
-                f"{snap.status}; {viewers} viewer(s); time series "
+                f"{snap.status}; {viewers} viewer(s); "
+                f"{server.open_connections()} connection(s); time series "
                 f"{'on' if snap.timeseries else 'OFF'}"
             )
             runtime.beat(client)
