@@ -274,7 +274,7 @@ def test_rva_top_shows_people_fps_and_stage_timings(
     assert "model" in lines[3] and "total" in lines[3]
 
 
-def test_rva_bench_reports_both_phases_in_one_json(
+def test_rva_bench_reports_every_phase_in_one_json(
     vtest_path: Path, tmp_path: Path, model_cache: Path
 ) -> None:
     """The benchmark's shape, not its speed: figures are for people to read, never asserted."""
@@ -291,6 +291,16 @@ def test_rva_bench_reports_both_phases_in_one_json(
     assert all(s["peak_rss_mb"] > 0 for s in report["services"].values())
     assert report["stages_ms"]["pipeline"]["model"] > 0
     assert report["timeseries"] is True
+    assert report["backend"] in ("onnxruntime", "opencv")  # what `auto` is here
+    # The third phase: the whole appliance on a still picture at 10 fps, motion gate on.
+    still = report["still"]
+    assert still["input_fps"] == 10 and still["motion_gate"] == "capture"
+    assert set(still["services"]) == {"redis", "capture", "gears", "web"}
+    assert still["total_cpu_percent"] == pytest.approx(
+        sum(s["cpu_percent"] for s in still["services"].values()), abs=0.2
+    )
+    assert still["motion_skipped"] > still["detector_runs"] >= 0
+    assert set(report["load"]["others_cores"]) == {"bare", "pipeline", "still"}
 
 
 def _rva_video_stream(

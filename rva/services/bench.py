@@ -4,7 +4,10 @@
     stage is installed (rva.analytics.counting), its cost per frame on the same detections;
 (b) pipeline: capture → Redis → gears → results at max rate, on a private redis-server that
     this command starts (so a running appliance is neither disturbed nor counted; bench takes
-    no Redis URL).
+    no Redis URL);
+(c) still: the whole appliance (redis-server, capture, gears, web) on a still picture of the
+    footage at 10 fps, as a camera on an empty corridor sees it: what it costs, in % of one
+    core, with the motion gate as configured (--motion-gate to compare).
 Figures are ratios from the same run on the same machine; absolute numbers vary with load, so
 the report says what else ran on the machine meanwhile, and a warning on stderr says when that
 was enough to skew the ratios.
@@ -23,6 +26,7 @@ import shlex
 import shutil
 import signal
 import site
+import socket
 import statistics
 import subprocess
 import sys
@@ -271,15 +275,20 @@ def _toml(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _bench_config(url: str, source: str, gear: GearSection) -> str:
-    """The children's rva.toml: one camera on the footage at max rate, the gear settings of the
-    bare loop (so both phases run the same detector), the private Redis."""
+def _bench_config(
+    url: str, source: str, gear: GearSection, *, fps: float = 0, web_port: int = 0
+) -> str:
+    """The children's rva.toml: one camera on the footage at max rate (or at ``fps``), the gear
+    settings of the bare loop (so every phase runs the same detector), the private Redis."""
+    camera = f'rate = "native"\nfps = {fps}' if fps else 'rate = "max"'
     lines = [
         f"[redis]\nurl = {_toml(url)}",
-        f'[cameras.bench]\nsource = {_toml(source)}\nrate = "max"\nmaxlen = 200',
+        f"[cameras.bench]\nsource = {_toml(source)}\n{camera}\nmaxlen = 200",
         "[gear]",
         *(f"{k} = {_toml(v)}" for k, v in gear.model_dump().items()),
     ]
+    if web_port:
+        lines.append(f'[web]\nhost = "127.0.0.1"\nport = {web_port}')
     return "\n".join(lines) + "\n"
 
 
@@ -366,57 +375,71 @@ def _run_init(rva_argv: list[str], env: dict[str, str], work: Path) -> None:
         raise child_failed("rva init", argv, proc.returncode, proc.stdout)
 
 
-def pipeline(
-    source: str, gear: GearSection, seconds: float, model_cache: Path
-) -> dict[str, object]:
+def _start(
+    work: Path,
+    gear: GearSection,
+    model_cache: Path,
+    services: Sequence[str],
+    procs: dict[str, _Proc],
+) -> tuple[redis.Redis, str | None]:
+    """A private redis-server, `rva init`, then the services (rva <name>) on work/rva.toml,
+    running until the first result is written; each process goes into ``procs`` as it starts
+    (redis first), and the caller stops them, also on error. Returns a client and the
+    TimeSeries module (None without)."""
     server, module = _redis_server()
-    work = Path(tempfile.mkdtemp(prefix="rva-bench-"))
     sock = work / "redis.sock"
-    url = f"unix://{sock}"
-    (work / "rva.toml").write_text(_bench_config(url, source, gear), "utf-8")
     env = {**_child_env(work), const.ENV_MODEL_CACHE: str(model_cache)}
     rva_argv = [sys.executable, "-m", "rva"]
     redis_argv = [server, "--port", "0", "--unixsocket", str(sock), "--save", ""]
     redis_argv += ["--appendonly", "no", "--dir", str(work)]
     if module:
         redis_argv += ["--loadmodule", module]
+    procs["redis"] = _Proc("redis-server", redis_argv, env, work / "redis.log", work)
+    client = connect(f"unix://{sock}", name="rva-bench")
+    deadline = time.monotonic() + 10
+    while True:
+        procs["redis"].check()
+        try:
+            client.ping()
+            break
+        except (redis.ConnectionError, FileNotFoundError):
+            if time.monotonic() > deadline:
+                raise child_failed(
+                    "redis-server (no answer within 10 s)",
+                    redis_argv,
+                    None,
+                    procs["redis"].output(),
+                ) from None
+            time.sleep(0.05)
+    _run_init(rva_argv, env, work)
+    for name in services:
+        procs[name] = _Proc(f"rva {name}", [*rva_argv, name], env, work / f"{name}.log", work)
+    results = GEAR_TYPES[gear.type].results_key("bench")
+    deadline = time.monotonic() + RESULTS_TIMEOUT_S
+    while not client.xlen(results):
+        for p in procs.values():
+            p.check()
+        if time.monotonic() > deadline:
+            tails = "\n".join(
+                str(child_failed(p.name, p.argv, None, p.output()))
+                for p in procs.values()
+                if p.name != "redis-server"
+            )
+            raise BenchError(f"no results in {results} within {RESULTS_TIMEOUT_S:.0f} s\n{tails}")
+        time.sleep(0.1)
+    return client, module
+
+
+def pipeline(
+    source: str, gear: GearSection, seconds: float, model_cache: Path
+) -> dict[str, object]:
+    work = Path(tempfile.mkdtemp(prefix="rva-bench-"))
+    url = f"unix://{work / 'redis.sock'}"
+    (work / "rva.toml").write_text(_bench_config(url, source, gear), "utf-8")
     procs: dict[str, _Proc] = {}
     try:
-        procs["redis"] = _Proc("redis-server", redis_argv, env, work / "redis.log", work)
-        client = connect(url, name="rva-bench")
-        deadline = time.monotonic() + 10
-        while True:
-            procs["redis"].check()
-            try:
-                client.ping()
-                break
-            except (redis.ConnectionError, FileNotFoundError):
-                if time.monotonic() > deadline:
-                    raise child_failed(
-                        "redis-server (no answer within 10 s)",
-                        redis_argv,
-                        None,
-                        procs["redis"].output(),
-                    ) from None
-                time.sleep(0.05)
-        _run_init(rva_argv, env, work)
-        for name in ("gears", "capture"):
-            procs[name] = _Proc(f"rva {name}", [*rva_argv, name], env, work / f"{name}.log", work)
+        client, module = _start(work, gear, model_cache, ("gears", "capture"), procs)
         results = GEAR_TYPES[gear.type].results_key("bench")
-        deadline = time.monotonic() + RESULTS_TIMEOUT_S
-        while not client.xlen(results):
-            for p in procs.values():
-                p.check()
-            if time.monotonic() > deadline:
-                tails = "\n".join(
-                    str(child_failed(p.name, p.argv, None, p.output()))
-                    for p in procs.values()
-                    if p.name != "redis-server"
-                )
-                raise BenchError(
-                    f"no results in {results} within {RESULTS_TIMEOUT_S:.0f} s\n{tails}"
-                )
-            time.sleep(0.1)
         time.sleep(WARMUP_S)
         start_ms = server_ms(client)
         for p in procs.values():
@@ -468,14 +491,98 @@ def pipeline(
     }
 
 
+# -- (c) a still scene ----------------------------------------------------------------------
+STILL_FPS = 10
+
+
+def still_picture(source: str, path: Path) -> Path:
+    """The middle frame of the footage, as a still image: people who never move."""
+    cap = cv2.VideoCapture(source)
+    cap.set(cv2.CAP_PROP_POS_FRAMES, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 2) // 2)
+    ok, frame = cap.read()
+    cap.release()
+    if not ok:
+        raise ConfigError(f"bench: cannot read a frame of {source}")
+    cv2.imwrite(str(path), frame)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def still(source: str, gear: GearSection, seconds: float, model_cache: Path) -> dict[str, object]:
+    """The whole appliance on a still picture at STILL_FPS: CPU of every process, in % of one
+    core, and how many frames the detector ran on."""
+    work = Path(tempfile.mkdtemp(prefix="rva-bench-still-"))
+    url = f"unix://{work / 'redis.sock'}"
+    picture = still_picture(source, work / "still.png")
+    config_text = _bench_config(url, str(picture), gear, fps=STILL_FPS, web_port=_free_port())
+    (work / "rva.toml").write_text(config_text, "utf-8")
+    procs: dict[str, _Proc] = {}
+    try:
+        client, _module = _start(work, gear, model_cache, ("gears", "capture", "web"), procs)
+        # Past the start (the first frames, a re-baseline) into the steady still state.
+        time.sleep(WARMUP_S + 2)
+
+        def counters() -> dict[str, int]:
+            return {k.decode(): int(v) for k, v in client.hgetall(keys.STATS).items()}
+
+        before = counters()
+        for p in procs.values():
+            p.mark()
+
+        def own_cpu() -> float:
+            return time.process_time() + sum(p.cpu_seconds() for p in procs.values())
+
+        others = _Others(own_cpu())
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for p in procs.values():
+                p.check()
+            time.sleep(0.2)
+        others_cores = others.cores(own_cpu())
+        usage = {name: p.usage() for name, p in procs.items()}
+        after = counters()
+    except BenchError as exc:
+        raise BenchError(f"{exc}\nlogs kept in {work}") from None
+    except BaseException:
+        print(f"rva bench: logs kept in {work}", file=sys.stderr)
+        raise
+    finally:
+        for p in reversed(list(procs.values())):
+            p.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+    def delta(name: str) -> int:
+        return after.get(f"bench:{name}", 0) - before.get(f"bench:{name}", 0)
+
+    return {
+        "input_fps": STILL_FPS,
+        "seconds": seconds,
+        "motion_gate": gear.motion_gate,
+        "still_refresh_s": gear.still_refresh_s,
+        "total_cpu_percent": round(sum(u["cpu_percent"] for u in usage.values()), 1),
+        "services": usage,
+        "detector_runs": delta("processed"),
+        "motion_skipped": delta("motion_skipped"),
+        "others_cores": others_cores,
+    }
+
+
 def run(args: argparse.Namespace, cfg: Config) -> dict[str, object]:
-    gear = config.gear_settings(cfg, model=args.model, backend=args.backend)
+    gear = config.gear_settings(
+        cfg, model=args.model, backend=args.backend, motion_gate=args.motion_gate
+    )
     source = args.source or next(iter(cfg.cameras.values())).source
     if not Path(source).is_file():
         raise ConfigError(f"bench needs a video file as source (got {source!r}); use --source")
     cache = store.cache_dir(args.model_cache)
     load_before = _loadavg()
     detector = Detector.from_settings(store.from_cache(manifest.load(gear.model), cache), gear)
+    backend = detector.backend_name  # what `auto` is on this machine
     bare = bare_loop(detector, source, args.seconds)
     del detector  # free its threads and memory before the pipeline runs
     analytics_ms = analytics_cost(
@@ -484,11 +591,11 @@ def run(args: argparse.Namespace, cfg: Config) -> dict[str, object]:
         float(bare["frame_ms"]),  # type: ignore[arg-type]
     )
     piped = pipeline(str(Path(source).resolve()), gear, args.seconds, cache.resolve())
-    load = load_report(
-        load_before,
-        _loadavg(),
-        {"bare": bare["others_cores"], "pipeline": piped["others_cores"]},  # type: ignore[dict-item]
-    )
+    quiet = None if args.no_still else still(source, gear, args.seconds, cache.resolve())
+    phases = {"bare": bare["others_cores"], "pipeline": piped["others_cores"]}
+    if quiet:
+        phases["still"] = quiet["others_cores"]
+    load = load_report(load_before, _loadavg(), phases)  # type: ignore[arg-type]
     if load["warning"]:
         print(f"rva bench: warning: {load['warning']}", file=sys.stderr)
     model_ms = bare["stages_ms"]["model"]  # type: ignore[index]
@@ -496,7 +603,7 @@ def run(args: argparse.Namespace, cfg: Config) -> dict[str, object]:
     latency = piped["latency_ms"]
     return {
         "model": gear.model,
-        "backend": gear.backend,
+        "backend": backend,
         "source": source,
         "seconds": args.seconds,
         "bare_fps": round(float(bare["fps"]), 2),  # type: ignore[arg-type]
@@ -510,6 +617,7 @@ def run(args: argparse.Namespace, cfg: Config) -> dict[str, object]:
         "services": piped["services"],
         "counters": piped["counters"],
         "timeseries": piped["timeseries"],
+        "still": quiet,
         "load": load,
         "machine": {
             "cpus": os.cpu_count(),
