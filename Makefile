@@ -11,48 +11,62 @@ export RVA_MODEL_CACHE := $(CACHE)/models
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv fetch demo test test-core test-provision test-image lint clean
+.PHONY: all deps deps-demo deps-core venv venv-dev fetch demo test test-core test-provision \
+	test-image lint clean
 
 all: test
 
+# Debian packages per target, only those missing, each printed with why; nothing installed is
+# upgraded (scripts/install-deps.sh). A demo needs the fewest.
+deps-demo:
+	scripts/install-deps.sh demo
+deps-core:
+	scripts/install-deps.sh demo test
 deps:
-	scripts/install-deps.sh base test provision image
+	scripts/install-deps.sh demo test provision image
 
-# The venv is rebuilt when the pins change.
-$(BIN)/rva: pyproject.toml ansible/requirements-dev.txt
+# The venv with what the appliance runs (make demo); rebuilt when the pins change.
+$(BIN)/rva: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# ...and what the tests and lint use on top: dev tools, ONNX Runtime, systemd-python (built
+# against libsystemd-dev from the test group) and ansible.
+$(VENV)/.dev: $(BIN)/rva ansible/requirements-dev.txt
 	$(BIN)/pip install --quiet -e '.[dev,onnx,systemd]' || $(BIN)/pip install --quiet -e '.[dev,onnx]'
 	$(BIN)/pip install --quiet -r ansible/requirements-dev.txt
 	touch $@
 
 venv: $(BIN)/rva
+venv-dev: $(VENV)/.dev
 
 fetch: venv
 	scripts/get-redis-stack.sh
 	scripts/get-footage.sh
 	$(BIN)/rva models fetch --all
 
-demo: deps fetch
+demo: deps-demo fetch
 	scripts/demo.sh
 
 # Everything, the image builds and QEMU boots included (as root; see image-build/README.md).
-test: deps fetch
+test: deps venv-dev fetch
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The fast suite alone (no root filesystem builds, no QEMU boots).
-test-core: deps fetch
+test-core: deps-core venv-dev fetch
 	$(BIN)/pytest -m "not provision and not image" $(PYTEST_ARGS)
 
 # Ansible lint + a real apply of site.yml into a Debian root filesystem, booted with nspawn.
-test-provision: deps fetch
+test-provision: deps venv-dev fetch
 	$(BIN)/pytest -m provision $(PYTEST_ARGS)
 
 # The images alone: build all four boards, boot amd64 and arm64 under QEMU (root).
-test-image: deps fetch
+test-image: deps venv-dev fetch
 	$(BIN)/pytest -m image $(PYTEST_ARGS)
 
-lint: venv
+lint: venv-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

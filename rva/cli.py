@@ -325,6 +325,7 @@ def cmd_top(args: argparse.Namespace, cfg: Config) -> int:
     from rva.services import top
 
     camera = args.camera or next(iter(cfg.cameras))
+    cfg.camera(camera)  # an unknown one is an error that names the configured ones
     return top.run(config.redis_url(cfg, args.url), camera, interval=args.interval, once=args.once)
 
 
@@ -408,15 +409,28 @@ def cmd_models(args: argparse.Namespace, cfg: Config) -> int:
 
     cache = store.cache_dir(args.model_cache)
     if args.models_command == "list":
+        where = (
+            "--model-cache"
+            if args.model_cache
+            else const.ENV_MODEL_CACHE
+            if os.environ.get(const.ENV_MODEL_CACHE)
+            else "the default; --model-cache or $RVA_MODEL_CACHE for another"
+        )
+        print(f"model cache: {cache} ({where})")
+        missing = False
         for name in manifest.available():
             m = manifest.load(name)
             try:
                 store.from_cache(m, cache)
                 state = "cached"
             except ModelError:
-                state = "not fetched"
+                state, missing = "not fetched", True
             default = " (default)" if name == cfg.gear.model else ""
             print(f"{name:18} {m.format:11} {state:12} {m.description}{default}")
+        # make fetch (make demo, make test) fills the checkout's .cache/models instead.
+        checkout = Path(__file__).resolve().parent.parent / ".cache" / "models"
+        if missing and checkout.is_dir() and checkout.resolve() != cache.resolve():
+            print(f"(make fetched models into {checkout}: RVA_MODEL_CACHE={checkout} to use them)")
         return 0
     names = manifest.available() if args.all else (args.names or [cfg.gear.model])
     for name in names:

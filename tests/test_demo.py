@@ -1,10 +1,10 @@
 """`make demo` as a new user runs it: up on the sample video, then one Ctrl-C stops it all.
 
 A terminal's Ctrl-C is SIGINT to its foreground process group: make, scripts/demo.sh and every
-process they started. The test starts `make demo` (its deps/fetch steps skipped: the caches are
-filled already) in a process group of its own, on free ports and a cache of its own, waits for
-the page and for counts, sends one SIGINT to the group, and checks that every process the demo
-started is gone within seconds and that nothing had to be killed.
+process they started. The test starts `make demo` (its deps-demo and fetch steps skipped: the
+caches are filled already) in a process group of its own, on free ports and a cache of its own,
+waits for the page and for counts, sends one SIGINT to the group, and checks that every process
+the demo started is gone within seconds and that nothing had to be killed.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def demo(
                 "make",
                 "--no-print-directory",
                 "-o",
-                "deps",
+                "deps-demo",
                 "-o",
                 "fetch",
                 f"CACHE={demo_cache}",

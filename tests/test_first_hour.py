@@ -5,6 +5,7 @@ that say how old they are, and the small things (issue 13).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -12,11 +13,21 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CACHE, MODEL_CACHE, RedisServer, free_port, rva, write_config
+from tests.conftest import (
+    CACHE,
+    MODEL_CACHE,
+    ROOT,
+    RedisServer,
+    Services,
+    free_port,
+    rva,
+    write_config,
+)
 
 VTEST = CACHE / "footage" / "vtest.avi"
 
@@ -393,3 +404,277 @@ def test_page_and_status_show_a_stopped_gear_numbers_as_stale(tmp_path: Path) ->
         widest_gap = max(b[0] - a[1] for a, b in itertools.pairwise(runs))
         # 35 s of a 10-minute chart about 1180 px wide: about 70 px.
         assert widest_gap > 35, runs
+
+
+# -- item 6: make demo installs what a demo needs, and never upgrades --------------------------
+
+
+def _make_n(target: str) -> list[str]:
+    proc = subprocess.run(
+        ["make", "-n", "--no-print-directory", target],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")},
+    )
+    return [line for line in proc.stdout.splitlines() if "install-deps.sh" in line]
+
+
+def test_make_demo_asks_for_the_demo_packages_only() -> None:
+    assert _make_n("demo") == ["scripts/install-deps.sh demo"]
+    assert _make_n("test") == ["scripts/install-deps.sh demo test provision image"]
+    assert _make_n("test-core") == ["scripts/install-deps.sh demo test"]
+
+
+HOOK = """\
+set -eu
+root=$1 out=$2
+cp "$out/install-deps.sh" "$out/python3_3.0-1_all.deb" "$root/tmp/"
+run() {  # run NAME ARGS...: install-deps.sh in the root, its output and status kept
+    name=$1; shift
+    rc=0; chroot "$root" sh /tmp/install-deps.sh "$@" >"$out/$name.out" 2>&1 || rc=$?
+    echo "$rc" >"$out/$name.rc"
+    chroot "$root" dpkg-query -W -f '${Package} ${Status}\\n' >"$out/$name.installed"
+}
+# A python3 older than the archive's: python3-venv would need it upgraded.
+chroot "$root" dpkg -i /tmp/python3_3.0-1_all.deb >/dev/null
+run old-python demo
+chroot "$root" dpkg --purge python3 >/dev/null
+run fresh demo
+run again demo
+"""
+
+
+def _installed(path: Path) -> set[str]:
+    return {
+        line.split()[0] for line in path.read_text().splitlines() if "install ok installed" in line
+    }
+
+
+@pytest.mark.provision
+def test_install_deps_on_a_fresh_debian_installs_the_demo_group_only(tmp_path: Path) -> None:
+    """A Debian with nothing of RVA's (mmdebstrap --variant=apt): `install-deps.sh demo` says
+    what it installs and why, installs only that, and nothing when it would have to upgrade a
+    package that is already installed."""
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("mmdebstrap"):
+        pytest.skip("needs root and mmdebstrap (scripts/install-deps.sh provision)")
+    suite = next(
+        line.split("=", 1)[1].strip().strip('"')
+        for line in Path("/etc/os-release").read_text().splitlines()
+        if line.startswith("VERSION_CODENAME=")
+    )
+    mirror = subprocess.run(
+        [str(ROOT / "scripts/debian-mirror.sh")], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    out = tmp_path / "out"
+    (out / "old/DEBIAN").mkdir(parents=True)
+    (out / "old/DEBIAN/control").write_text(
+        "Package: python3\nVersion: 3.0-1\nArchitecture: all\n"
+        "Maintainer: RVA tests <tests@localhost>\nDescription: an old python3\n"
+    )
+    subprocess.run(
+        [
+            "dpkg-deb",
+            "--root-owner-group",
+            "--build",
+            str(out / "old"),
+            str(out / "python3_3.0-1_all.deb"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    shutil.copy(ROOT / "scripts/install-deps.sh", out / "install-deps.sh")
+    (out / "hook.sh").write_text(HOOK)
+    build = subprocess.run(
+        [
+            "mmdebstrap",
+            "--quiet",
+            "--variant=apt",
+            "--format=null",
+            f'--customize-hook=sh {out}/hook.sh "$1" {out}',
+            suite,
+            "/dev/null",
+            mirror,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+
+    # Refused, saying which package would be upgraded, and nothing installed.
+    old = (out / "old-python.out").read_text()
+    assert (out / "old-python.rc").read_text().strip() == "1", old
+    assert "would upgrade packages already installed" in old and "python3 3.0-1 -> " in old, old
+    assert "python3-venv" not in _installed(out / "old-python.installed")
+
+    # From nothing: the demo's packages, each with its reason, and nothing else of RVA's.
+    fresh = (out / "fresh.out").read_text()
+    assert (out / "fresh.rc").read_text().strip() == "0", fresh
+    assert "python3-venv: the project venv (python3 -m venv .venv) (demo)" in fresh, fresh
+    installed = _installed(out / "fresh.installed")
+    assert "python3-venv" in installed and "ca-certificates" in installed
+    for other in (
+        "chromium",
+        "redis-server",
+        "mosquitto",
+        "libsystemd-dev",
+        "gcc",
+        "systemd-container",
+        "mmdebstrap",
+        "qemu-system-x86",
+        "ovmf",
+        "systemd",
+    ):
+        assert other not in installed, other
+    # Again: nothing to do, nothing said.
+    assert (out / "again.rc").read_text().strip() == "0"
+    assert (out / "again.out").read_text() == ""
+
+
+# -- item 7: the small things ------------------------------------------------------------------
+
+
+def test_api_errors_are_json_with_a_message(
+    redis_plain: RedisServer, tmp_path: Path, services: Callable[[Path], Services]
+) -> None:
+    import http.client
+    import json
+
+    from tests.conftest import wait_for
+
+    port = free_port()
+    cfg = write_config(
+        tmp_path / "rva.toml", redis_plain.url, VTEST, web={"host": "127.0.0.1", "port": port}
+    )
+    services(cfg).start("web")
+
+    def get(path: str, method: str = "GET") -> tuple[int, str, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request(method, path)
+            resp = conn.getresponse()
+            return resp.status, resp.getheader("Content-Type") or "", resp.read()
+        finally:
+            conn.close()
+
+    wait_for(lambda: get("/healthz")[0] in (200, 503), 60, what="rva web")
+    for path, method, status, message in (
+        ("/api/nope", "GET", 404, "Not found: '/api/nope'"),
+        ("/api/summary?camera=nope", "GET", 404, "unknown camera 'nope'"),
+        ("/api/people?minutes=abc", "GET", 400, "minutes must be"),
+        ("/api/summary", "POST", 405, "Method not allowed"),
+    ):
+        got, kind, body = get(path, method)
+        assert got == status, (path, got, body[:200])
+        assert kind.startswith("application/json"), (path, kind, body[:200])
+        error = json.loads(body)
+        assert message in error["error"], (path, error)
+    # The page's own paths keep their HTML error page.
+    got, kind, _body = get("/nope")
+    assert got == 404 and kind.startswith("text/html")
+
+
+def test_rva_top_quits_on_q_and_says_so(redis_plain: RedisServer, tmp_path: Path) -> None:
+    import pty
+    import select
+
+    cfg = write_config(tmp_path / "rva.toml", redis_plain.url, VTEST)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: rva top on the terminal
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "rva", "top", "--interval", "0.5"],
+            rva_env(cfg, TERM="xterm"),
+        )
+    seen = b""
+    deadline = time.monotonic() + 60
+    try:
+        while b"q quits" not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 1)[0]:
+                seen += os.read(fd, 4096)
+        assert b"q quits" in seen, seen[-500:]
+        assert b"RVA top" in seen
+        os.write(fd, b"q")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if select.select([fd], [], [], 0.2)[0]:
+                with contextlib.suppress(OSError):  # the terminal closed with the child
+                    seen += os.read(fd, 4096)
+        else:
+            pytest.fail(f"rva top still running 10 s after q:\n{seen[-500:]!r}")
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert b"Traceback" not in seen
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
+
+
+def test_rva_top_with_an_unknown_camera_is_an_error(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "rva.toml", "redis://127.0.0.1:1/0", VTEST)
+    proc = rva("top", "-c", "nope", "--once", env={"RVA_CONFIG": str(cfg)})
+    no_traceback(proc)
+    assert proc.returncode == 2
+    assert "unknown camera 'nope' (configured: 0)" in proc.stderr
+
+
+def test_rva_models_list_says_which_cache_it_reads(tmp_path: Path) -> None:
+    empty = tmp_path / "models"
+    empty.mkdir()
+    proc = rva("models", "list", env={"RVA_MODEL_CACHE": str(empty)})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"model cache: {empty} (RVA_MODEL_CACHE)"
+    assert "not fetched" in lines[1]
+    proc = rva("models", "list", "--model-cache", str(MODEL_CACHE))
+    assert proc.stdout.splitlines()[0] == f"model cache: {MODEL_CACHE} (--model-cache)"
+    assert "not fetched" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_the_package_builds_without_a_licence_warning(tmp_path: Path) -> None:
+    """pip builds the wheel in build isolation with the setuptools pyproject.toml asks for; the
+    licence is an SPDX expression, so setuptools has nothing to warn about."""
+    import shutil
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "rva", src / "rva", ignore=shutil.ignore_patterns("__pycache__"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-v",
+            "-w",
+            str(tmp_path / "out"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "project.license" not in output and "License classifiers" not in output, output
+    (wheel,) = (tmp_path / "out").glob("rva-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        metadata = z.read(next(n for n in z.namelist() if n.endswith("METADATA"))).decode()
+    assert "License-Expression: Apache-2.0" in metadata, metadata[:1000]

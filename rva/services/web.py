@@ -56,6 +56,16 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
             headers={"Content-Type": "application/json", "Cache-Control": "no-store"},
         )
 
+    def error_page(res: HTTPError) -> str:
+        """/api/* errors as JSON with the message (unknown path, camera, method, a crash);
+        bottle's HTML page elsewhere."""
+        if not request.path.startswith("/api/"):
+            return str(Bottle.default_error_handler(app, res))
+        response.content_type = "application/json"
+        return json.dumps({"error": str(res.body or res.status_line), "status": res.status_code})
+
+    app.default_error_handler = error_page
+
     @app.get("/")
     def index() -> object:
         return static_file("index.html", root=str(STATIC))
