@@ -23,6 +23,7 @@ test gcc systemd-python build
 test python3-dev systemd-python build
 test mosquitto the MQTT broker of the MQTT tests (make demo uses it when installed)
 test prometheus a real scrape of rva web
+test libfaketime a redis-server whose clock went back: the fault tests
 provision mmdebstrap Debian root filesystems
 provision systemd-container systemd-nspawn boots the provisioned root filesystem
 provision arch-test mmdebstrap foreign-architecture checks

@@ -69,6 +69,9 @@ end
 return removed
 """
 PRUNE_AFTER_MS = 5000
+# A frame id this far ahead of Redis's own clock: the clock went back (set back, or a stale
+# clock at boot with the data of a later time); ids then stay on one millisecond.
+CLOCK_SLACK_MS = 1000
 READ_BATCH = 32
 OUT_RATE_EVERY_S = 1.0  # out_fps reads the results stream; once a second is plenty
 
@@ -94,6 +97,7 @@ class Worker:
     gears: dict[str, GearState] = field(default_factory=dict)  # by input stream
     timeseries: bool = False
     models: dict[str, ModelBundle] = field(default_factory=dict)
+    clock_held: bool = False  # series held: Redis's clock is behind the frame ids
 
     def __post_init__(self) -> None:
         self.commit = self.client.register_script(COMMIT)
@@ -327,14 +331,54 @@ class Worker:
         pipe = self.client.pipeline(transaction=False)
         pipe.hincrby(keys.STATS, f"{reg.camera}:processed", 1)
         pipe.hset(keys.latest(reg.camera), mapping={**samples, "ts": ts})
-        if self.timeseries:
+        held = self.timeseries and self.clock_behind(reg, entry)
+        if self.timeseries and not held:
             args: list[str | int | float] = []
             for metric, value in samples.items():
                 args += [keys.series(reg.camera, metric), ts, value]
             pipe.execute_command("TS.MADD", *args)
+        refused = 0
         for reply in pipe.execute(raise_on_error=False):
-            if isinstance(reply, redis.ResponseError):
-                log.warning("gear %s: storing samples failed: %s", reg.id, reply)
+            if isinstance(reply, list):  # TS.MADD: a timestamp or an error per sample
+                failed = [r for r in reply if isinstance(r, redis.ResponseError)]
+                refused += len(failed)
+                if failed:
+                    warn.warning(
+                        "sample_refused",
+                        "gear %s: the time series refused %d of %d samples of frame %s: %s",
+                        reg.id,
+                        len(failed),
+                        len(reply),
+                        entry.id,
+                        failed[0],
+                    )
+            elif isinstance(reply, redis.ResponseError):
+                warn.warning("store", "gear %s: storing samples failed: %s", reg.id, reply)
+        if refused:
+            self.count(keys.ERRORS, reg.camera, "sample_refused", refused)
+        if held:
+            self.count(keys.ERRORS, reg.camera, "samples_held", len(samples))
+
+    def clock_behind(self, reg: Registration, entry: Entry) -> bool:
+        """Whether Redis's clock is behind this frame's id. Then the ids are not the frames'
+        times (they stay on the newest id's millisecond): the samples are held, never written
+        at a wrong time, until the clock has caught up (results are written all the same)."""
+        seconds, micros = self.client.time()
+        behind_ms = entry.timestamp_ms - (int(seconds) * 1000 + int(micros) // 1000)
+        if behind_ms > CLOCK_SLACK_MS:
+            warn.warning(
+                "clock",
+                "gear %s: Redis's clock is %.0f s behind frame %s (the clock went back); "
+                "time series held until it catches up",
+                reg.id,
+                behind_ms / 1000,
+                entry.id,
+            )
+            self.clock_held = True
+        elif self.clock_held:
+            log.warning("gear %s: Redis's clock caught up; time series written again", reg.id)
+            self.clock_held = False
+        return self.clock_held
 
     @staticmethod
     def input_rate(state: GearState, entry: Entry) -> float | None:
@@ -359,7 +403,9 @@ class Worker:
         if len(recent) < 2:
             return None
         newest, oldest = (keys.id_ms(r[0]) for r in (recent[0], recent[-1]))
-        return (len(recent) - 1) * 1000.0 / max(newest - oldest, 1)
+        if newest <= oldest:  # ids on one millisecond: the clock went back (clock_behind)
+            return None
+        return (len(recent) - 1) * 1000.0 / (newest - oldest)
 
     def count(self, key: str, camera: str, what: str, n: int = 1) -> None:
         self.tally.add(key, f"{camera}:{what}", n)

@@ -18,6 +18,7 @@ RESULT_STALE_S = 30.0  # no new result for this long while frames arrive: rva-ge
 VALUE_STALE_S = 10.0
 HEARTBEAT_STALE_S = 30.0
 RECENT_ERRORS_S = 60.0  # an error counted in rva:errors this recently: status degraded
+CLOCK_SLACK_S = 1.0  # the newest frame id this far ahead of Redis's clock: the clock went back
 MQTT_STALE_S = 30.0  # rva mqtt writes rva:mqtt every second while it runs
 MQTT_DOWN_S = 10.0  # a broker away this long is a problem (a reconnect is not)
 
@@ -146,6 +147,12 @@ def _camera(client: redis.Redis, camera: str, group: str, now_ms: int) -> Camera
     fresh_frames = state.frame_age_s is not None and state.frame_age_s <= FRAME_STALE_S
     if fresh_frames and (state.result_age_s is None or state.result_age_s > RESULT_STALE_S):
         state.problems.append("frames arrive but no results (is rva-gears running?)")
+    behind = -min(state.frame_age_s or 0.0, state.result_age_s or 0.0)
+    if behind > CLOCK_SLACK_S:  # negative ages are never "ok"
+        state.problems.append(
+            f"Redis's clock is {behind:.0f}s behind the newest frame (the clock went back: set "
+            "back, or stale at boot): time series are held until it catches up"
+        )
     return state
 
 

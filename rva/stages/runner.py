@@ -28,13 +28,17 @@ import redis
 from rva import keys
 from rva.config import Config
 from rva.connection import timeseries_available
+from rva.ratelog import RateLimitedLog
 from rva.stages.base import Stage, StageOutput
+from rva.tally import Tally
 
 log = logging.getLogger(__name__)
+warn = RateLimitedLog(log)
 
 LEASE_MS = 10_000
 RENEW_EVERY_S = 2.0
 BATCH = 100
+CLOCK_SLACK_MS = 1000  # a frame this far ahead of Redis's clock: its samples are held
 # Renew only while we still hold it.
 RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -72,6 +76,7 @@ class StageRunner:
         from rva.stages import STAGE_TYPES  # the registry imports this package's modules
 
         self.renew = self.client.register_script(RENEW)
+        self.tally = Tally(self.client)  # rva:errors, kept while Redis refuses writes
         for camera in self.cfg.cameras:
             for stage_cls in STAGE_TYPES.values():
                 if stage_cls.wanted(camera, self.cfg):
@@ -93,10 +98,21 @@ class StageRunner:
                 return True
             if self.renew(keys=[lease], args=[self.owner, LEASE_MS]):
                 slot.renewed_at = now
+                state_key = keys.stage_state(slot.stage.camera, slot.stage.type_key)
+                if (self.client.hget(state_key, "last") or b"0-0").decode() != slot.last_id:
+                    # Redis restarted from an older snapshot (or empty) so quickly that no
+                    # command failed: go on from its checkpoint, not from ours, which its new
+                    # ids may not pass for as long as its clock went back.
+                    log.warning("stage %s: Redis went back to an older state; resuming", slot.name)
+                    self.resume(slot)
                 return True
             log.warning("stage %s: lease lost; another instance runs it", slot.name)
             slot.held = False
-        if not self.client.set(lease, self.owner, nx=True, px=LEASE_MS):
+        if not self.client.set(lease, self.owner, nx=True, px=LEASE_MS) and not self.renew(
+            keys=[lease], args=[self.owner, LEASE_MS]
+        ):
+            # Someone else's. (Our own from before Redis went away is ours still: after a
+            # restart with the clock set back it would not expire for as long as it went back.)
             return False
         slot.held, slot.renewed_at = True, now
         self.resume(slot)
@@ -113,7 +129,7 @@ class StageRunner:
         if oldest and slot.last_id != "0-0" and oldest[0][0].decode() > slot.last_id:
             # Trimmed before this stage saw them (it was down longer than the stream keeps).
             log.warning("stage %s: results after %s were trimmed unseen", slot.name, slot.last_id)
-            self.client.hincrby(keys.ERRORS, f"{slot.stage.camera}:stage_gap", 1)
+            self.tally.add(keys.ERRORS, f"{slot.stage.camera}:stage_gap")
         log.info("stage %s: running here from %s", slot.name, slot.last_id)
 
     def lost_redis(self) -> None:
@@ -160,7 +176,7 @@ class StageRunner:
                 out.extend(slot.stage.handle(ref_ms, fields))
             except (ValueError, KeyError) as exc:
                 log.warning("stage %s: result %s skipped: %s", slot.name, last_id, exc)
-                self.client.hincrby(keys.ERRORS, f"{camera}:stage_bad_result", 1)
+                self.tally.add(keys.ERRORS, f"{camera}:stage_bad_result")
                 continue
             last_ref, handled = ref_ms, handled + 1
         verdict = self.commit(slot, out, last_id, last_ref)
@@ -184,6 +200,14 @@ class StageRunner:
         stage, camera = slot.stage, slot.stage.camera
         lease = keys.stage_lease(camera, stage.type_key)
         state_key = keys.stage_state(camera, stage.type_key)
+        samples, held = (out.samples if self.timeseries else []), 0
+        if samples:
+            # Redis's clock behind the frames (it went back): their ids are not their times,
+            # and their samples are held, never written at a wrong time (see rva gears).
+            seconds, micros = self.client.time()
+            latest = int(seconds) * 1000 + int(micros) // 1000 + CLOCK_SLACK_MS
+            kept = [s for s in samples if s[1] <= latest]
+            held, samples = len(samples) - len(kept), kept
         with self.client.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(lease, state_key)
@@ -192,7 +216,7 @@ class StageRunner:
                 if (pipe.hget(state_key, "last") or b"0-0").decode() != slot.last_id:
                     return "diverged"
                 pipe.multi()
-                for key, t_ms, value in out.samples if self.timeseries else ():
+                for key, t_ms, value in samples:
                     pipe.execute_command("TS.ADD", key, t_ms, value, "ON_DUPLICATE", "LAST")
                 for event in out.events:
                     pipe.xadd(
@@ -217,8 +241,15 @@ class StageRunner:
         if rejected:
             # A sample older than the series' retention (a clock far off), say: the counts and
             # events are kept all the same; the loss is counted and said.
-            log.warning("stage %s: %d samples refused: %s", slot.name, len(rejected), rejected[0])
-            self.client.hincrby(keys.ERRORS, f"{camera}:stage_sample_refused", len(rejected))
+            warn.warning(
+                "refused", "stage %s: %d samples refused: %s", slot.name, len(rejected), rejected[0]
+            )
+            self.tally.add(keys.ERRORS, f"{camera}:stage_sample_refused", len(rejected))
+        if held:
+            warn.warning(
+                "held", "stage %s: Redis's clock is behind the frames; samples held", slot.name
+            )
+            self.tally.add(keys.ERRORS, f"{camera}:stage_samples_held", held)
         return "committed"
 
     def status_line(self) -> str:

@@ -1,0 +1,151 @@
+"""Fault 4: time going backwards, with a real redis-server under libfaketime.
+
+A Raspberry Pi has no real-time clock: offline, it boots with the time it saved last, which
+can be before the newest frame id in the snapshot Redis loads. Redis then stamps every new
+frame with that one millisecond (…636-67, …636-316): before the fix the series got 0 samples
+for 302 results, out_fps read 9000, and /healthz and `rva status` said ok with frame_age_s
+-567.7. And a time series refusing samples (older than its retention) went unnoticed: TS.MADD's
+per-sample errors were ignored.
+
+The policy: while Redis's clock is behind the newest frame id, the ids are not the frames'
+times, so samples are held (counted as samples_held, never written at a wrong time); results
+and counts go on; /healthz and `rva status` say so; when the clock has caught up (or is set
+right), samples are written again by themselves.
+"""
+
+from __future__ import annotations
+
+import glob
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from rva import keys
+from tests.conftest import Services, free_port, wait_for, write_config
+from tests.faults.conftest import (
+    LINE,
+    FaultRedis,
+    all_problems,
+    assert_nothing_counted_twice,
+    errors,
+    healthz,
+    log_text,
+    metric,
+    stops_cleanly,
+)
+
+ZONE = {"polygon": [[200, 200], [460, 200], [460, 320], [200, 320]]}  # occupancy per frame
+BEHIND = "Redis's clock is"
+
+
+def libfaketime() -> str:
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
+    if not found:
+        pytest.fail("libfaketime missing: run `scripts/install-deps.sh test`")
+    return found[0]
+
+
+def samples(client: redis.Redis, key: str) -> int:
+    info = client.execute_command("TS.INFO", key)
+    return int(info[info.index(b"totalSamples") + 1])
+
+
+def server_ms(client: redis.Redis) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def test_time_going_back_holds_the_series_says_so_and_recovers(
+    fault_redis: Callable[..., FaultRedis],
+    tmp_path: Path,
+    vtest_path: Path,
+    services: Callable[[Path], Services],
+) -> None:
+    clock = tmp_path / "faketime"  # what libfaketime adds to Redis's clock, read every second
+    clock.write_text("+0\n")
+    server = fault_redis(
+        env={
+            "LD_PRELOAD": libfaketime(),
+            "FAKETIME_TIMESTAMP_FILE": str(clock),
+            "FAKETIME_CACHE_DURATION": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        }
+    )
+    port = free_port()
+    svc = services(
+        write_config(
+            tmp_path / "rva.toml",
+            server.url,
+            vtest_path,
+            camera={"maxlen": 5000},
+            **{"cameras.0.lines.path": LINE, "cameras.0.zones.path": ZONE},
+        )
+    )
+    svc.run("init")
+    procs = {
+        "gears": svc.start("gears"),
+        "capture": svc.start("capture"),
+        "web": svc.start("web", "--port", str(port)),
+    }
+    client = server.client()
+    people, occupancy = keys.series("0", "people"), keys.zone_series("0", "path", "occupancy")
+    wait_for(lambda: client.xlen(keys.results("0")) >= 5, 90, what="results")
+    wait_for(lambda: healthz(port).get("status") == "ok", 30, what="/healthz ok at first")
+
+    def results_grow(by: int = 5) -> None:
+        start = client.xlen(keys.results("0"))
+        wait_for(lambda: client.xlen(keys.results("0")) >= start + by, 60, what="results")
+
+    # (a) A series holding a sample 3 days ahead (written while a clock ran fast): the frames'
+    # samples are older than its retention, and refused one by one inside TS.MADD.
+    prf_total = keys.series("0", "prf_total")
+    ahead = server_ms(client) + 72 * 3600_000
+    client.execute_command("TS.ADD", prf_total, ahead, 0)
+    wait_for(lambda: errors(client).get("0:sample_refused", 0) > 0, 30, what="refusals counted")
+    assert "the time series refused 1 of" in log_text(svc, procs["gears"])
+    assert any("sample_refused" in p for p in all_problems(healthz(port)))
+    assert (metric(port, "rva_errors_total", camera="0", kind="sample_refused") or 0) > 0
+    client.execute_command("TS.DEL", prf_total, ahead, ahead)  # the fault gone
+    written = samples(client, prf_total)
+    wait_for(lambda: samples(client, prf_total) > written + 3, 30, what="samples accepted again")
+
+    # (b) Redis restarts from its snapshot with its clock 10 minutes behind: every new frame
+    # gets the newest id's millisecond.
+    client.save()
+    server.stop()
+    clock.write_text("-600\n")
+    server.start()
+    client = server.client()
+    assert server_ms(client) < keys.id_ms(
+        client.xinfo_stream(keys.frames("0"))["last-generated-id"]
+    )
+    wait_for(lambda: errors(client).get("0:samples_held", 0) > 0, 60, what="samples held")
+    wait_for(
+        lambda: errors(client).get("0:stage_samples_held", 0) > 0, 60, what="stage samples held"
+    )
+    held_at = {key: samples(client, key) for key in (people, occupancy)}
+    results_grow()  # detection, results and counts go on
+    assert {key: samples(client, key) for key in held_at} == held_at, "a sample at a wrong time"
+    health = healthz(port)
+    assert health["status"] == "degraded" and health["cameras"]["0"]["frame_age_s"] < 0
+    assert any(BEHIND in p for p in all_problems(health)), all_problems(health)
+    said = svc.run("status", check=False)
+    assert said.returncode == 1 and BEHIND in said.stdout and "Traceback" not in said.stderr
+    latest = {k.decode(): float(v) for k, v in client.hgetall(keys.latest("0")).items()}
+    assert latest.get("out_fps", 0) < 100, latest  # not 9000 from ids on one millisecond
+    assert "time series held until it catches up" in log_text(svc, procs["gears"])
+
+    # (c) The clock is set right (NTP): samples are written again, with no restart.
+    clock.write_text("+0\n")
+    wait_for(lambda: not any(BEHIND in p for p in all_problems(healthz(port))), 30)
+    wait_for(lambda: samples(client, people) > held_at[people] + 3, 60, what="samples again")
+    wait_for(lambda: samples(client, occupancy) > held_at[occupancy] + 3, 60)
+    assert healthz(port)["cameras"]["0"]["frame_age_s"] >= 0
+    assert "clock caught up; time series written again" in log_text(svc, procs["gears"])
+    assert_nothing_counted_twice(client)
+    for name, proc in procs.items():
+        assert proc.poll() is None, name
+        stops_cleanly(proc, signal.SIGTERM)
