@@ -56,4 +56,7 @@ if __name__ == "__main__":
     if len(sys.argv) not in (3, 4):
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    sys.exit(main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:]))
+    try:
+        sys.exit(main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:]))
+    except KeyboardInterrupt:  # Ctrl-C while make demo starts: the demo stops, no traceback
+        sys.exit(130)
