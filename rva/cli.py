@@ -23,6 +23,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("rva")
 
 
+def _port(text: str) -> int:
+    """A TCP port number, 1 to 65535 (argparse says so when it is not)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (1 to 65535)")
+    return port
+
+
 def _common(default: object = None) -> argparse.ArgumentParser:
     """The options every command takes, before or after its name. The copies in the commands
     default to SUPPRESS, so that `rva --config F status` keeps F instead of resetting it."""
@@ -83,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("web", "serve the live view, /metrics and /healthz")
     p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--port", type=_port)
 
     p = add("init", "prepare Redis: model, time series, gear registrations (idempotent)")
     p.add_argument(
@@ -292,12 +303,16 @@ def cmd_web(args: argparse.Namespace, cfg: Config) -> int:
     try:
         web.serve(config.redis_url(cfg, args.url), cfg, host, port, runtime=_runtime("web"))
     except OSError as exc:
-        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+        # A busy or forbidden port, an address not on this host, a host name that does not
+        # resolve (getaddrinfo's errors are negative).
+        listen = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
+        if exc.errno not in listen and (exc.errno or 0) >= 0:
             raise
         busy = " (another rva web?)" if exc.errno == errno.EADDRINUSE else ""
+        which = "port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "host"
         print(
             f"rva web: cannot listen on {host}:{port}: {exc.strerror}{busy}; choose another "
-            f"with --port or [web] port in {config.config_path(args.config)}",
+            f"with --{which} or [web] {which} in {config.config_path(args.config)}",
             file=sys.stderr,
         )
         return 1

@@ -70,6 +70,32 @@ def test_rva_web_on_a_busy_port_says_so(redis_plain: RedisServer, tmp_path: Path
     assert "--port or [web] port in" in proc.stderr
 
 
+def test_rva_web_on_a_host_that_does_not_resolve_says_so(
+    redis_plain: RedisServer, tmp_path: Path
+) -> None:
+    cfg = write_config(tmp_path / "rva.toml", redis_plain.url, VTEST)
+    proc = rva(
+        "web",
+        "--host",
+        "nosuchhost.invalid",
+        "--port",
+        str(free_port()),
+        env={"RVA_CONFIG": str(cfg)},
+        timeout=120,
+    )
+    no_traceback(proc)
+    assert proc.returncode == 1, proc.stderr
+    assert "rva web: cannot listen on nosuchhost.invalid:" in proc.stderr
+    assert "--host or [web] host in" in proc.stderr
+
+
+def test_rva_web_port_out_of_range_is_a_usage_error() -> None:
+    proc = rva("web", "--port", "99999", timeout=60)
+    no_traceback(proc)
+    assert proc.returncode == 2
+    assert "argument --port: 99999 is not a TCP port (1 to 65535)" in proc.stderr
+
+
 @pytest.mark.parametrize("command", [["status"], ["init"], ["web"], ["top", "--once"], ["gears"]])
 def test_a_redis_url_without_its_scheme_is_a_message(command: list[str], tmp_path: Path) -> None:
     reason = (
