@@ -425,7 +425,8 @@ def run(url: str, cfg: Config, *, runtime: Runtime) -> int:
     password = read_password(section)
     ident = identity(cfg, section)
     link = Link(section, ident, password)
-    wait_for_redis(client, tick=runtime.tick)
+    if not wait_for_redis(client, tick=runtime.tick, stop=runtime.stop):
+        return 0  # asked to stop while Redis was away
     publisher = Publisher(client, cfg, link, ident)
     link.start()
     log.info(
@@ -443,7 +444,7 @@ def run(url: str, cfg: Config, *, runtime: Runtime) -> int:
                 runtime.beat(client)
             except TRANSIENT as exc:
                 log.warning("rva mqtt: Redis unreachable (%s)", exc)
-                wait_for_redis(client, tick=runtime.tick)
+                wait_for_redis(client, tick=runtime.tick, stop=runtime.stop)
             runtime.tick(
                 f"MQTT {link.state}: {link.detail}; {link.published} messages, "
                 f"{publisher.events_sent} events"

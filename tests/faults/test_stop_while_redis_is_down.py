@@ -31,13 +31,20 @@ def test_every_service_stops_within_5s_when_redis_was_never_up(
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     web_port = free_port()
     svc = services(
-        write_config(tmp_path / "rva.toml", dead, vtest_path, **{"cameras.0.lines.path": LINE})
+        write_config(
+            tmp_path / "rva.toml",
+            dead,
+            vtest_path,
+            **{"cameras.0.lines.path": LINE},
+            mqtt={"host": "127.0.0.1", "port": free_port()},  # no broker there either
+        )
     )
     procs = {
         "capture": svc.start("capture"),
         "gears": svc.start("gears"),
         "web": svc.start("web", "--port", str(web_port)),
         "stages": svc.start("stages"),
+        "mqtt": svc.start("mqtt"),
     }
     for proc in procs.values():  # each is in its backoff loop, waiting for Redis
         wait_log(svc, proc, RETRYING, timeout=60)
@@ -48,6 +55,7 @@ def test_every_service_stops_within_5s_when_redis_was_never_up(
     stops_cleanly(procs["gears"], signal.SIGTERM)
     stops_cleanly(procs["web"], signal.SIGINT)
     stops_cleanly(procs["stages"], signal.SIGINT)
+    stops_cleanly(procs["mqtt"], signal.SIGTERM)
 
 
 def test_every_service_stops_within_5s_when_redis_dies_mid_run_and_recovers_before(
