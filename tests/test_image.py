@@ -673,6 +673,27 @@ def test_amd64_mdns_follows_a_web_port_edited_on_the_device(amd64_vm: VM) -> Non
 
 
 @slow
+def test_amd64_rva_stops_promptly_while_redis_is_down(amd64_vm: VM) -> None:
+    """With Redis stopped, `systemctl stop rva.target` must not wait out the units' stop
+    timeouts: every service leaves its backoff loop when asked (README, faults)."""
+    amd64_vm.ssh("systemctl stop redis-server.service")
+    took = (
+        int(
+            amd64_vm.ssh(
+                "s=$(date +%s%N); systemctl stop rva.target; e=$(date +%s%N); "
+                "echo $(( (e - s) / 1000000 ))"
+            ).strip()
+        )
+        / 1000
+    )
+    record_timing("stop rva.target, Redis down, amd64 (TCG)", round(took, 1))
+    states = vm_states(amd64_vm, ["rva-capture.service", "rva-gears.service", "rva-web.service"])
+    assert set(states.values()) == {"inactive"}, states  # stopped, not failed or killed
+    assert took < 5.0, f"systemctl stop rva.target took {took:.1f} s with Redis down"
+    amd64_vm.ssh("systemctl start redis-server.service rva.target")
+
+
+@slow
 def test_amd64_powers_off_cleanly(amd64_vm: VM) -> None:
     started = time.monotonic()
     code = amd64_vm.poweroff(timeout=180)
