@@ -95,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("web", "serve the live view, /metrics and /healthz")
     p.add_argument("--host")
     p.add_argument("--port", type=_port)
+    wsub = p.add_subparsers(dest="web_command", metavar="[passwd]")
+    wp = wsub.add_parser(
+        "passwd",
+        parents=[common],
+        help="set a web user's password ([web] users_file); with users, the page asks for one",
+        description="Set USER's password in [web] users_file (scrypt, a salt per user). From a "
+        "terminal it asks twice without echoing; otherwise it reads one line from standard "
+        "input (provisioning: `printf '%%s\\n' \"$PW\" | rva web passwd USER`). rva web "
+        "picks the change up within a second.",
+    )
+    wp.add_argument("user")
+    wp.add_argument("--delete", action="store_true", help="remove USER instead")
 
     p = add("init", "prepare Redis: model, time series, gear registrations (idempotent)")
     p.add_argument(
@@ -296,6 +308,8 @@ def cmd_mqtt(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_web(args: argparse.Namespace, cfg: Config) -> int:
+    if getattr(args, "web_command", None) == "passwd":
+        return cmd_web_passwd(args, cfg)
     from rva.services import web
 
     host = args.host or cfg.web.host
@@ -316,6 +330,39 @@ def cmd_web(args: argparse.Namespace, cfg: Config) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def cmd_web_passwd(args: argparse.Namespace, cfg: Config) -> int:
+    import getpass
+    from pathlib import Path
+
+    from rva.services import webauth
+
+    path = Path(cfg.web.users_file)
+    try:
+        webauth.check_user(args.user)
+        if args.delete:
+            webauth.delete_user(path, args.user)
+            left = len(webauth.read_users(path))
+            print(f"{args.user}: removed from {path}")
+            if not left:
+                print(f"no users left: everything but /healthz is refused until {path} is removed")
+            return 0
+        if sys.stdin.isatty():
+            password = getpass.getpass(f"New password for {args.user}: ")
+            if getpass.getpass("Again: ") != password:
+                raise webauth.UsersFileError("the two passwords differ; nothing changed")
+        else:
+            password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        new = webauth.set_password(path, args.user, password)
+    except webauth.UsersFileError as exc:
+        print(f"rva web passwd: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"rva web passwd: {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"{args.user}: {'added to' if new else 'password changed in'} {path}")
     return 0
 
 

@@ -275,6 +275,25 @@ class WebSection(Section):
     max_viewers: int = Field(
         16, title="/video streams at once (more get 503); each holds a server thread", ge=1, le=256
     )
+    users_file: str = Field(
+        "/etc/rva/web-users",
+        title="Users and password hashes (`rva web passwd USER`); with users, everything but "
+        "/healthz needs HTTP Basic credentials",
+    )
+    metrics_public: bool = Field(
+        True, title="/metrics needs no credentials (for Prometheus) even when there are users"
+    )
+    video: Literal["annotated", "blurred", "off"] = Field(
+        "annotated",
+        title="/video: annotated, blurred (every person pixelated before encoding) or off",
+    )
+
+    @field_validator("users_file")
+    @classmethod
+    def _users_file_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value
 
 
 def _absolute(value: str) -> str:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from importlib import resources
+from pathlib import Path
 
 import redis
 from bottle import Bottle, HTTPError, HTTPResponse, request, response, static_file
@@ -23,6 +24,7 @@ from rva.runtime import Runtime
 from rva.services import counting_view, health, metrics
 from rva.services.broadcast import Feed
 from rva.services.httpserver import Server
+from rva.services.webauth import Guard
 
 log = logging.getLogger(__name__)
 BOUNDARY = "rvaframe"
@@ -236,11 +238,13 @@ def people_history(client: redis.Redis, camera: str, minutes: float) -> dict[str
 
 def make_server(app: Bottle, cfg: Config, host: str, port: int) -> Server:
     """The HTTP server with [web]'s limits: threads for every stream and 8 more, so that
-    /healthz and the API always find one (rva.services.httpserver)."""
+    /healthz and the API always find one (rva.services.httpserver); behind HTTP Basic
+    authentication when [web] users_file has users (rva.services.webauth)."""
+    public = ["/healthz", *(["/metrics"] if cfg.web.metrics_public else [])]
     return Server(
         host,
         port,
-        app,
+        Guard(Path(cfg.web.users_file), public)(app),
         max_connections=cfg.web.max_connections,
         request_timeout=cfg.web.request_timeout_s,
         io_timeout=cfg.web.io_timeout_s,
