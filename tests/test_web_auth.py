@@ -59,6 +59,9 @@ class Stack:
 
     def web(self, name: str, **web: object) -> Web:
         cfg, port = self.config(name, **web)
+        return self.web_from(cfg, port, name)
+
+    def web_from(self, cfg: Path, port: int, name: str) -> Web:
         logs = self.tmp / name
         logs.mkdir()
         proc = Services(logs, cfg)
@@ -278,7 +281,7 @@ def test_users_turn_basic_authentication_on_for_everything_but_healthz_and_metri
     assert status == 200 and b"<title>" in body
     assert web.get("/static/app.js", auth=good)[0] == 200
     status, _h, body = web.get("/api/cameras", auth=good)
-    assert status == 200 and json.loads(body) == {"cameras": ["0"]}
+    assert status == 200 and json.loads(body) == {"cameras": ["0"], "video": "annotated"}
     status, headers, body = web.get("/video?camera=0", auth=good)
     assert status == 200 and b"\xff\xd8" in body, (status, body[:100])
     assert web.get("/no/such/page", auth=good)[0] == 404

@@ -46,6 +46,36 @@ def annotate(frame: np.ndarray, boxes: list[int], people: int | None, note: str 
     return frame
 
 
+def _blocks(region: np.ndarray, block: int) -> None:
+    """Replace a region, in place, by squares of its mean colour, then soften the squares'
+    edges with a blur as wide as one: the detail is averaged away, so nothing can bring it
+    back, and no sharp edge is left for the eye (or a Laplacian) to find."""
+    h, w = region.shape[:2]
+    small = cv2.resize(
+        region, (max(1, w // block), max(1, h // block)), interpolation=cv2.INTER_AREA
+    )
+    coarse = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+    k = block | 1  # odd
+    region[:] = cv2.GaussianBlur(coarse, (k, k), 0, borderType=cv2.BORDER_REPLICATE)
+
+
+def pixelate(frame: np.ndarray, boxes: list[int] | None, margin: float = 0.15) -> np.ndarray:
+    """[web] video = "blurred": every person's box, grown by `margin` each side, in blocks of
+    a quarter of its width (12 px at least: a face is one or two blocks). boxes=None: the whole
+    frame, in 24 px blocks (a frame no detection has looked at may show anybody)."""
+    if boxes is None:
+        _blocks(frame, 24)
+        return frame
+    h, w = frame.shape[:2]
+    for i in range(0, len(boxes) - 3, 4):
+        x1, y1, x2, y2 = (int(v) for v in boxes[i : i + 4])
+        mx, my = int((x2 - x1) * margin), int((y2 - y1) * margin)
+        x1, y1, x2, y2 = max(0, x1 - mx), max(0, y1 - my), min(w, x2 + mx), min(h, y2 + my)
+        if x2 - x1 >= 2 and y2 - y1 >= 2:
+            _blocks(frame[y1:y2, x1:x2], max(12, (x2 - x1) // 4))
+    return frame
+
+
 class Feed:
     """The newest annotated JPEG of one camera, with a condition viewers wait on."""
 
@@ -56,8 +86,11 @@ class Feed:
         quality: int,
         max_fps: float,
         shapes: CameraSection | None = None,
+        privacy: str = "annotated",
     ) -> None:
         self.client, self.camera = client, camera
+        # "blurred": people pixelated before any frame is encoded (pixelate()).
+        self.blurred = privacy == "blurred"
         # The camera's counting lines and zones, drawn on every frame with their counts.
         self.shapes = shapes if shapes and (shapes.lines or shapes.zones) else None
         self.quality, self.min_period = quality, 1.0 / max_fps
@@ -198,6 +231,8 @@ class Feed:
                             continue
                         boxes = json.loads(fields.get(b"boxes", b"[]"))
                         last_people = int(fields.get(b"people", 0))
+                        if self.blurred:
+                            pixelate(frame, boxes)
                         self._publish(annotate(frame, boxes, last_people))
                         self.shown = (_id.decode(), last_people)
                         last_result = time.monotonic()
@@ -205,6 +240,8 @@ class Feed:
                 elif idle:
                     frame = self._latest_raw()
                     if frame is not None:
+                        if self.blurred:  # no boxes for this frame: nobody may be shown
+                            pixelate(frame, None)
                         self._publish(self._raw_annotated(frame, last_people, last_result))
                 backoff.reset()
             except TRANSIENT as exc:

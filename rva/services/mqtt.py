@@ -41,7 +41,7 @@ from rva.config import Config, ConfigError, MqttSection
 from rva.connection import TRANSIENT, connect, wait_for_redis
 from rva.runtime import Runtime
 from rva.services import health, overlay
-from rva.services.broadcast import annotate
+from rva.services.broadcast import annotate, pixelate
 from rva.services.mqtt_discovery import (
     AVAILABLE,
     NOT_AVAILABLE,
@@ -366,7 +366,10 @@ class Publisher:
                 self.snapped[cam] = (people, now)
 
     def annotated(self, cam: str) -> bytes | None:
-        """The newest result's frame with its boxes, lines and zones, as a JPEG."""
+        """The newest result's frame with its boxes, lines and zones, as a JPEG; people
+        pixelated, or no picture at all, as on /video ([web] video)."""
+        if self.cfg.web.video == "off":
+            return None
         newest = self.redis.xrevrange(keys.results(cam), count=1)
         if not newest:
             return None
@@ -380,6 +383,8 @@ class Publisher:
             return None
         try:
             boxes = [round(float(v)) for v in json.loads(fields.get(b"boxes", b"[]"))]
+            if self.cfg.web.video == "blurred":
+                pixelate(frame, boxes)
             annotate(frame, boxes, int(fields.get(b"people", 0)))
         except (ValueError, TypeError):
             return None

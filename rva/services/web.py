@@ -34,7 +34,7 @@ STATIC = resources.files("rva.services").joinpath("static")
 def make_app(client: redis.Redis, cfg: Config) -> Bottle:
     app = Bottle()
     feeds = {
-        cam: Feed(client, cam, cfg.web.jpeg_quality, cfg.web.max_fps, section)
+        cam: Feed(client, cam, cfg.web.jpeg_quality, cfg.web.max_fps, section, cfg.web.video)
         for cam, section in cfg.cameras.items()
     }
     app.config["rva.feeds"] = feeds
@@ -79,6 +79,8 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
     @app.get("/video")
     @app.get("/video/<cam>")
     def video(cam: str | None = None) -> Iterator[bytes]:
+        if cfg.web.video == "off":  # privacy: no picture leaves this process
+            raise as_json({"error": 'video is off ([web] video = "off"): counts only'}, 404)
         feed = feeds[camera_arg(cam)]
         response.content_type = f"multipart/x-mixed-replace; boundary={BOUNDARY}"
         response.set_header("Cache-Control", "no-cache, no-store, must-revalidate")
@@ -103,7 +105,7 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
 
     @app.get("/api/cameras")
     def api_cameras() -> HTTPResponse:
-        return as_json({"cameras": cameras})
+        return as_json({"cameras": cameras, "video": cfg.web.video})
 
     @app.get("/api/summary")
     def api_summary() -> HTTPResponse:

@@ -201,14 +201,32 @@ function sketchDone(ev) {
   if (p.length >= 3) finishSketch();
 }
 
+// [web] video: "annotated", "blurred" (people pixelated by rva web) or "off" (counts only).
+let videoMode = "annotated";
+function showVideoMode(mode) {
+  videoMode = mode || "annotated";
+  const note = $("video-note");
+  if (videoMode === "off") {
+    $("video").removeAttribute("src");
+    document.querySelector(".stage").style.display = "none";
+    document.querySelector(".draw-tools").style.display = "none";
+    note.textContent = "Video is off on this device ([web] video = \"off\"): counts only.";
+  } else if (videoMode === "blurred") {
+    $("video").alt = "live video, people pixelated";
+    note.textContent = "People are pixelated before the video leaves the device ([web] video = \"blurred\").";
+  }
+  note.hidden = videoMode === "annotated";
+}
+
 function selectCamera(id) {
   camera = id;
-  $("video").src = "/video?camera=" + encodeURIComponent(id);
+  if (videoMode !== "off") $("video").src = "/video?camera=" + encodeURIComponent(id);
   refreshSummary(); refreshChart(); refreshCounts();
 }
 
 async function start() {
-  const { cameras } = await getJSON("/api/cameras");
+  const { cameras, video } = await getJSON("/api/cameras");
+  showVideoMode(video);
   $("camera").replaceChildren(...cameras.map((id) => new Option(id, id)));
   $("camera").onchange = (e) => selectCamera(e.target.value);
   $("range").onchange = refreshChart;
