@@ -177,6 +177,7 @@ def bare_loop(detector: Detector, source: str, seconds: float) -> dict[str, obje
     for _ in range(3):
         detector.detect(next_frame())
     others = _Others(time.process_time())
+    cpu0 = time.process_time()  # every thread of this process: the backend's pool included
     frames, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         t0 = time.perf_counter()
@@ -189,6 +190,7 @@ def bare_loop(detector: Detector, source: str, seconds: float) -> dict[str, obje
         detections.append([(float(a), float(b), float(c), float(d)) for a, b, c, d in found.boxes])
         frames += 1
     elapsed = time.perf_counter() - started
+    cpu_s = time.process_time() - cpu0
     others_cores = others.cores(time.process_time())
     cap.release()
     return {
@@ -199,6 +201,7 @@ def bare_loop(detector: Detector, source: str, seconds: float) -> dict[str, obje
         "detections": detections,
         "frame_size": size,
         "frame_ms": 1000.0 / fps,
+        "cpu_ms_per_frame": cpu_s * 1000 / max(frames, 1),
         "others_cores": others_cores,
     }
 
@@ -466,6 +469,7 @@ def pipeline(
             time.sleep(0.05)
         others_cores = others.cores(own_cpu())
         usage = {name: p.usage() for name, p in procs.items()}
+        cpu_s = sum(p.cpu_seconds() - p.cpu0 for p in procs.values())
         end_ms = server_ms(client)
         window = client.xrange(results, min=f"{start_ms}-0", max=f"{end_ms}-0")
         latencies = [keys.id_ms(rid) - keys.id_ms(fields[b"ref"]) for rid, fields in window]
@@ -487,6 +491,7 @@ def pipeline(
         "services": usage,
         "counters": stats,
         "timeseries": module is not None,
+        "cpu_ms_per_frame": cpu_s * 1000 / max(len(window), 1),
         "others_cores": others_cores,
     }
 
@@ -611,6 +616,16 @@ def run(args: argparse.Namespace, cfg: Config) -> dict[str, object]:
         "ratio": round(float(piped["fps"]) / float(bare["fps"]), 3),  # type: ignore[arg-type]
         "latency_ms": latency,
         "latency_p50_over_model_ms": round(latency["p50"] / model_ms, 3),  # type: ignore[index]
+        # CPU of every process per frame (all the redis-server, capture and gears processes in
+        # the pipeline): what other processes' load skews least, unlike the fps.
+        "cpu_ms_per_frame": {
+            "bare": round(float(bare["cpu_ms_per_frame"]), 1),  # type: ignore[arg-type]
+            "pipeline": round(float(piped["cpu_ms_per_frame"]), 1),  # type: ignore[arg-type]
+            "ratio": round(
+                float(bare["cpu_ms_per_frame"]) / float(piped["cpu_ms_per_frame"]),  # type: ignore[arg-type]
+                3,
+            ),
+        },
         "stages_ms": {"bare": bare["stages_ms"], "pipeline": piped["stages_ms"]},
         "analytics_ms": None if analytics_ms is None else round(analytics_ms, 3),
         "analytics_share": None if analytics_ms is None else round(analytics_ms / detector_ms, 4),
