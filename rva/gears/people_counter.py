@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable
 
@@ -23,6 +24,8 @@ from rva.gears.base import Entry, Gear, GearError, Registration, Result
 from rva.models.detector import Detector
 from rva.models.store import ModelBundle
 from rva.motion import MotionGate
+
+log = logging.getLogger(__name__)
 
 
 def decode_frame(entry: Entry) -> np.ndarray:
@@ -50,6 +53,8 @@ class PeopleCounter(Gear):
         super().__init__(registration, model_loader)
         settings = registration.settings
         self.detector = Detector.from_settings(model_loader(settings.model), settings)
+        if settings.backend == "auto":
+            log.info("gear %s: backend auto = %s", registration.id, self.detector.backend_name)
         self.gate = MotionGate.from_settings(settings) if settings.motion_gate == "gear" else None
 
     def handle(self, entry: Entry) -> Result | None:
