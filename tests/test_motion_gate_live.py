@@ -6,6 +6,7 @@ stage keeps the tracks and zone occupancy of people standing still across the ga
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,3 +117,26 @@ def test_the_counting_stage_keeps_people_standing_still_across_the_refresh_gaps(
     events = [f for _, f in client.xrange(keys.events("0"))]
     assert {e[b"direction"] for e in events} == {b"enter"}, events
     assert len({e[b"track"] for e in events}) == len(events) == people
+
+
+def test_a_still_picture_read_at_max_rate_is_looked_at_the_cameras_fps_not_flat_out(
+    redis_ts: RedisServer, still_picture: Path, tmp_path: Path, services: ServicesFactory
+) -> None:
+    """rate = "max" sends the next frame when the gears answered the last: still frames wait
+    for no answer, so they are read at cameras.<id>.fps instead of in a busy loop."""
+    cfg = write_config(
+        tmp_path / "rva.toml", redis_ts.url, still_picture, camera={"fps": 10, "rate": "max"}
+    )
+    svc = services(cfg)
+    svc.run("init")
+    svc.start("capture")
+    client = redis_ts.client()
+
+    def skipped() -> int:
+        return int(client.hget(keys.STATS, "0:motion_skipped") or 0)
+
+    wait_for(lambda: skipped() > 0, 60, what="still frames kept back")
+    first, t0 = skipped(), time.monotonic()
+    time.sleep(4)
+    rate = (skipped() - first) / (time.monotonic() - t0)
+    assert 5 <= rate <= 13, rate  # 10 a second, ± the once-a-second flush

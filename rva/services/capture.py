@@ -239,6 +239,9 @@ def run(
     encode_params = [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg_quality]
     motion = MotionGate.from_settings(gate) if gate is not None else None
     still = StillFrames(client, camera_id)
+    # A still frame waits for no result: with rate = "max" on a file or image, still frames
+    # are read at cameras.<id>.fps, not in a loop as fast as the CPU goes.
+    still_pacer = pacer if pacer.period else Pacer(cam.fps)
     runtime.notifier.ready(f"capturing {camera.description} into {stream}")
     written, count, lost = 0, 0, 0
     redis_backoff, source_backoff = Backoff(), Backoff(base=0.5, cap=30)
@@ -268,7 +271,7 @@ def run(
                     count += 1
                     runtime.tick()
                     runtime.beat(client)
-                    pacer.wait(runtime.tick, runtime.stop)
+                    still_pacer.wait(runtime.tick, runtime.stop)
                     continue
                 fields["motion"] = f"{decision.motion:.4f}"
             ok, jpeg = cv2.imencode(".jpg", frame, encode_params)
