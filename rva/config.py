@@ -227,7 +227,9 @@ class GearSection(Section):
     def _known_backend(cls, value: str) -> str:
         from rva.models.backends import BACKENDS
 
-        return _one_of("backend (or its runtime is not installed)", value, ["auto", *BACKENDS])
+        # Names only: whether a backend's runtime is installed is a matter of the host that
+        # runs the gear (a worker on another machine may have it), said there.
+        return _one_of("backend", value, ["auto", *BACKENDS])
 
 
 class AnalyticsSection(Section):

@@ -36,7 +36,7 @@ def test_shipped_default_config_is_valid() -> None:
         ("[gear]\nscore_threshold = 1.5", "/etc/rva/rva.toml: gear.score_threshold:"),
         (
             '[gear]\nbackend = "onnx"',
-            "/etc/rva/rva.toml: gear.backend: unknown backend (or its runtime is not installed)"
+            "/etc/rva/rva.toml: gear.backend: unknown backend"
             " 'onnx' (known: auto, onnxruntime, opencv)",
         ),
         (
@@ -173,3 +173,35 @@ def test_options_before_the_command_are_used_not_ignored(tmp_path: Path) -> None
     assert '"door"' in shown.stdout
     status = rva("-u", "redis://127.0.0.1:2/0", "--config", str(cfg), "status")
     assert "127.0.0.1:2" in status.stdout + status.stderr
+
+
+def test_config_check_loads_no_inference_runtime() -> None:
+    """Provisioning runs `rva config check` in a chroot without /proc, where importing ONNX
+    Runtime aborts the process (its cpuinfo cannot parse /proc/cpuinfo): backend names are
+    checked without loading any runtime."""
+    import subprocess
+    import sys
+
+    shipped = str(ROOT / "rootfs/etc/rva/rva.toml")
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "rva", "config", "check", "--config", shipped],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines()}
+    assert not {m for m in imported if m.split(".")[0] == "onnxruntime"}
+
+
+def test_a_backend_whose_runtime_is_missing_is_said_where_the_gear_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rva.models import backends
+    from rva.models.backends import onnx_runtime
+    from rva.models.manifest import ModelError
+
+    monkeypatch.setattr(onnx_runtime.importlib.util, "find_spec", lambda _name: None)
+    with pytest.raises(ModelError, match="onnxruntime is not installed"):
+        backends.get("onnxruntime")
+    assert [b.type_key for b in backends.candidates("auto", "darknet")] == ["opencv"]

@@ -27,15 +27,20 @@ def candidates(type_key: str, fmt: str) -> list[type[Backend]]:
     """The backends to try, in order, for ``gear.backend = type_key`` and a model format."""
     if type_key != "auto":
         return [get(type_key)]
-    found = [BACKENDS[k] for k in PREFERENCE if k in BACKENDS and fmt in BACKENDS[k].formats]
+    found = [
+        BACKENDS[k]
+        for k in PREFERENCE
+        if k in BACKENDS and fmt in BACKENDS[k].formats and BACKENDS[k].runtime_missing() is None
+    ]
     if not found:
         raise ModelError(f"no installed backend can run {fmt} models")
     return found
 
 
 def get(type_key: str) -> type[Backend]:
+    """The backend of that name, when its runtime can load on this host."""
     try:
-        return BACKENDS[type_key]
+        backend = BACKENDS[type_key]
     except KeyError:
         why = "; ".join(f"{k}: {v}" for k, v in _unavailable.items())
         known = ", ".join(sorted(BACKENDS))
@@ -43,6 +48,10 @@ def get(type_key: str) -> type[Backend]:
             f"unknown or unavailable backend {type_key!r} (available: {known})"
             + (f" [not loaded: {why}]" if why else "")
         ) from None
+    missing = backend.runtime_missing()
+    if missing:
+        raise ModelError(f"backend {type_key} cannot run on this host: {missing}")
+    return backend
 
 
 __all__ = ["BACKENDS", "PREFERENCE", "Backend", "candidates", "get"]

@@ -21,6 +21,12 @@ class Backend(ABC):
     type_key: ClassVar[str]
     formats: ClassVar[frozenset[str]]
 
+    @classmethod
+    def runtime_missing(cls) -> str | None:
+        """Why this backend's runtime cannot load on this host, or None when it can. Checked
+        without importing the runtime: a config check must not pay for (or crash in) that."""
+        return None
+
     def __init__(
         self,
         bundle: ModelBundle,

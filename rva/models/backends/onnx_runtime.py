@@ -12,10 +12,11 @@ Redis need while the gear waits for the next frame.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from types import ModuleType
 
 import numpy as np
-import onnxruntime as ort
 
 from rva.models.backends.base import Backend
 from rva.models.manifest import ModelError
@@ -24,9 +25,24 @@ from rva.models.store import ModelBundle
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 
 
+def _ort() -> ModuleType:
+    # Imported when a model loads, not when the registry or the config is read: onnxruntime
+    # costs time to import and aborts the process where it cannot read /proc/cpuinfo (a
+    # chroot without /proc, where provisioning runs `rva config check`).
+    import onnxruntime
+
+    return onnxruntime
+
+
 class OnnxRuntimeBackend(Backend):
     type_key = "onnxruntime"
     formats = frozenset({"onnx", "darknet"})
+
+    @classmethod
+    def runtime_missing(cls) -> str | None:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "onnxruntime is not installed (pip install onnxruntime)"
+        return None
 
     def __init__(
         self,
@@ -38,6 +54,7 @@ class OnnxRuntimeBackend(Backend):
         super().__init__(bundle, device, threads, input_size)
         name = bundle.manifest.name
         graph = self._graph(bundle, input_size)
+        ort = _ort()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
@@ -73,7 +90,7 @@ class OnnxRuntimeBackend(Backend):
     def _providers(device: str) -> list[str]:
         if device != "cuda":
             return [CPU]
-        if CUDA not in ort.get_available_providers():
+        if CUDA not in _ort().get_available_providers():
             raise ModelError(
                 "gear.device = cuda, but this onnxruntime has no CUDA provider "
                 "(install onnxruntime-gpu instead of onnxruntime)"
