@@ -459,7 +459,9 @@ root=$1 out=$2
 cp "$out/install-deps.sh" "$out/python3_3.0-1_all.deb" "$root/tmp/"
 run() {  # run NAME ARGS...: install-deps.sh in the root, its output and status kept
     name=$1; shift
-    rc=0; chroot "$root" sh /tmp/install-deps.sh "$@" >"$out/$name.out" 2>&1 || rc=$?
+    # Without the caller's RVA_DEPS_UPGRADE (.ci/run sets it for the CI machine itself).
+    rc=0; chroot "$root" env -u RVA_DEPS_UPGRADE sh /tmp/install-deps.sh "$@" \
+        >"$out/$name.out" 2>&1 || rc=$?
     echo "$rc" >"$out/$name.rc"
     chroot "$root" dpkg-query -W -f '${Package} ${Status}\\n' >"$out/$name.installed"
 }

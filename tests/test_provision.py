@@ -351,7 +351,10 @@ def test_redis_users_have_least_rights_and_secret_passwords(provisioned: Provisi
     root = provisioned.root
     acl = (root / "etc/redis/users.acl").read_text()
     users = {line.split()[1]: line for line in acl.splitlines() if line.startswith("user ")}
-    assert set(users) == {"default", "rva-admin", "rva-init", "rva-capture", "rva-gears", "rva-web"}
+    assert set(users) == {
+        *("default", "rva-admin", "rva-init", "rva-capture", "rva-gears", "rva-web", "rva-mqtt")
+    }
+    assert "%RW~rva:mqtt" in users["rva-mqtt"] and "+@write" not in users["rva-mqtt"]
     assert "nopass" in users["default"] and "+@write" not in users["default"]
     assert "+ts.add" in users["rva-gears"] and "+ts.add" not in users["rva-web"]
     assert all("~camera:* ~rva:*" in users[u] for u in ("rva-init", "rva-capture", "rva-gears"))
