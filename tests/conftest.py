@@ -26,6 +26,13 @@ import pytest
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A run started in the background of a non-interactive shell (as a CI runner may start it)
+# inherits SIGINT ignored, and so would every rva process and script the tests start: those
+# that are sent a Ctrl-C (SIGINT) on purpose would never see it. The pytest process takes
+# Python's usual handler, so the processes it starts begin with the default action again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 CACHE = Path(os.environ.get("RVA_CACHE") or ROOT / ".cache")
 MODEL_CACHE = Path(os.environ.get("RVA_MODEL_CACHE") or CACHE / "models")
 REDIS_STACK = CACHE / "redis-stack"
