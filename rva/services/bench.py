@@ -18,6 +18,7 @@ BenchError naming its command, its exit status and the last lines of its output.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -433,14 +434,31 @@ def _start(
     return client, module
 
 
+@contextlib.contextmanager
+def _children(work: Path) -> Iterator[dict[str, _Proc]]:
+    """The processes of one phase: all stopped (last started first) however the phase ends; the
+    work directory removed after a clean end, kept (and named) after a failure."""
+    procs: dict[str, _Proc] = {}
+    try:
+        yield procs
+    except BenchError as exc:
+        raise BenchError(f"{exc}\nlogs kept in {work}") from None
+    except BaseException:
+        print(f"rva bench: logs kept in {work}", file=sys.stderr)
+        raise
+    finally:
+        for p in reversed(list(procs.values())):
+            p.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def pipeline(
     source: str, gear: GearSection, seconds: float, model_cache: Path
 ) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="rva-bench-"))
     url = f"unix://{work / 'redis.sock'}"
     (work / "rva.toml").write_text(_bench_config(url, source, gear), "utf-8")
-    procs: dict[str, _Proc] = {}
-    try:
+    with _children(work) as procs:
         client, module = _start(work, gear, model_cache, ("gears", "capture"), procs)
         results = GEAR_TYPES[gear.type].results_key("bench")
         time.sleep(WARMUP_S)
@@ -474,15 +492,6 @@ def pipeline(
         window = client.xrange(results, min=f"{start_ms}-0", max=f"{end_ms}-0")
         latencies = [keys.id_ms(rid) - keys.id_ms(fields[b"ref"]) for rid, fields in window]
         stats = {k.decode(): int(v) for k, v in client.hgetall(keys.STATS).items()}
-    except BenchError as exc:
-        raise BenchError(f"{exc}\nlogs kept in {work}") from None
-    except BaseException:
-        print(f"rva bench: logs kept in {work}", file=sys.stderr)
-        raise
-    finally:
-        for p in reversed(list(procs.values())):
-            p.stop()
-    shutil.rmtree(work, ignore_errors=True)
     return {
         "fps": len(window) * 1000 / max(end_ms - start_ms, 1),
         "frames": len(window),
@@ -526,8 +535,7 @@ def still(source: str, gear: GearSection, seconds: float, model_cache: Path) -> 
     picture = still_picture(source, work / "still.png")
     config_text = _bench_config(url, str(picture), gear, fps=STILL_FPS, web_port=_free_port())
     (work / "rva.toml").write_text(config_text, "utf-8")
-    procs: dict[str, _Proc] = {}
-    try:
+    with _children(work) as procs:
         client, _module = _start(work, gear, model_cache, ("gears", "capture", "web"), procs)
         # Past the start (the first frames, a re-baseline) into the steady still state.
         time.sleep(WARMUP_S + 2)
@@ -551,15 +559,6 @@ def still(source: str, gear: GearSection, seconds: float, model_cache: Path) -> 
         others_cores = others.cores(own_cpu())
         usage = {name: p.usage() for name, p in procs.items()}
         after = counters()
-    except BenchError as exc:
-        raise BenchError(f"{exc}\nlogs kept in {work}") from None
-    except BaseException:
-        print(f"rva bench: logs kept in {work}", file=sys.stderr)
-        raise
-    finally:
-        for p in reversed(list(procs.values())):
-            p.stop()
-    shutil.rmtree(work, ignore_errors=True)
 
     def delta(name: str) -> int:
         return after.get(f"bench:{name}", 0) - before.get(f"bench:{name}", 0)
