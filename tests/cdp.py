@@ -23,6 +23,30 @@ from typing import Any
 CHROMIUM = Path("/usr/bin/chromium")
 
 
+def chromium_argv(profile: Path) -> list[str]:
+    """Headless Chromium as root on this closed machine, reaching loopback only: loopback
+    bypasses the proxy, everything else hits a closed port; no background traffic."""
+    return [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--disable-default-apps",
+        "--mute-audio",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        "--proxy-server=http://127.0.0.1:9",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    ]
+
+
 @dataclass
 class Credentials:
     username: str
@@ -59,23 +83,7 @@ class Browser:
             os.set_inheritable(4, True)
 
         argv = [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--disable-default-apps",
-            "--mute-audio",
-            "--hide-scrollbars",
-            f"--user-data-dir={profile}",
-            "--proxy-server=http://127.0.0.1:9",
-            "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+            *chromium_argv(profile),
             f"--window-size={window[0]},{window[1]}",
             "--remote-debugging-pipe",
             "about:blank",

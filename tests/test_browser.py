@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.cdp import CHROMIUM, chromium_argv
 from tests.test_web import Pipeline, green_mask, running_pipeline
 
-CHROMIUM = Path("/usr/bin/chromium")
 WINDOW = (1280, 1100)  # tall enough for the chart under the video
 BUDGET_MS = 6000  # virtual time: several summary refreshes, a chart, the video playing
 
@@ -37,24 +37,7 @@ def chromium(
     profile = tmp / "chromium-profile"
     profile.mkdir(exist_ok=True)
     argv = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-extensions",
-        "--disable-default-apps",
-        "--mute-audio",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        # Loopback only: loopback bypasses the proxy, everything else hits a closed port.
-        "--proxy-server=http://127.0.0.1:9",
-        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+        *chromium_argv(profile),
         f"--virtual-time-budget={BUDGET_MS}",
         *args,
         url,
