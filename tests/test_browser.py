@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -120,6 +121,14 @@ def _video_rect(shot: np.ndarray) -> tuple[int, int, int, int]:
 def test_page_screenshot_shows_annotated_video_and_chart(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
+    # The chart spans its whole range (10 minutes) up to now, with gaps where nothing was
+    # counted: give the series the last five minutes a device would have, one sample every 2 s,
+    # so that the line has a length to see beside the few seconds this pipeline has run.
+    client, now_ms = pipeline.client(), int(time.time() * 1000)
+    history = []
+    for t in range(now_ms - 300_000, now_ms - 30_000, 2000):
+        history += ["camera:0:people", t, 3 + (t // 2000) % 3]
+    client.execute_command("TS.MADD", *history)
     path = tmp_path / "page.png"
     chromium(
         tmp_path,
