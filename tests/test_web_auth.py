@@ -197,9 +197,10 @@ def _pty_passwd(cfg: Path, answers: list[str]) -> tuple[int, str]:
         # Answer a prompt once it is on the screen: getpass flushes what was typed before it.
         if pending and screen.endswith(b": "):
             os.write(fd, pending.pop(0).encode() + b"\n")
-    if os.waitpid(pid, os.WNOHANG) == (0, 0):
+    reaped, status = os.waitpid(pid, os.WNOHANG)  # the child may have exited already
+    if reaped == 0:
         os.kill(pid, 9)  # still waiting for input: the test fails below
-    _, status = os.waitpid(pid, 0)
+        _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), screen.decode(errors="replace")
 
