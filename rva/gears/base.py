@@ -92,6 +92,11 @@ class Gear(ABC):
     def __init__(self, registration: Registration, model_loader: Any) -> None:
         self.registration = registration
 
+    @property
+    def backend_name(self) -> str | None:
+        """The inference backend this gear runs its model on, when it runs one."""
+        return None
+
     @abstractmethod
     def handle(self, entry: Entry) -> Result | None:
         """Process one entry; raise GearError for input that must be skipped and counted.

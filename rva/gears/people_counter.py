@@ -57,6 +57,10 @@ class PeopleCounter(Gear):
             log.info("gear %s: backend auto = %s", registration.id, self.detector.backend_name)
         self.gate = MotionGate.from_settings(settings) if settings.motion_gate == "gear" else None
 
+    @property
+    def backend_name(self) -> str | None:
+        return self.detector.backend_name
+
     def handle(self, entry: Entry) -> Result | None:
         t0 = time.perf_counter()
         frame = decode_frame(entry)

@@ -335,6 +335,9 @@ def run_all(
     ticks); a loop stuck in a read stops the feeding, and systemd restarts the service. A loop
     that fails stops the others, and the error is raised.
     """
+    # OpenCV's work here (decode, the motion look, JPEG encode) is per frame and small: one
+    # thread each, not a pool per camera competing with the detector for the cores.
+    cv2.setNumThreads(1)
     lanes = {camera_id: Lane(runtime, camera_id) for camera_id in cameras}
     written: dict[str, int] = {}
     failures: list[BaseException] = []

@@ -21,6 +21,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import redis
 
 from rva import keys, schema
@@ -160,6 +161,10 @@ class Worker:
         for stream in set(self.gears) - {r.stream for r in regs}:
             log.info("gear on %s unregistered; stopping it", stream)
             del self.gears[stream]
+        if not any(s.gear.backend_name == "opencv" for s in self.gears.values()):
+            # OpenCV only resizes here (ONNX Runtime runs the model): one thread, so that its
+            # pool's idle workers do not compete with ONNX Runtime's for the same cores.
+            cv2.setNumThreads(1)
         self.restore()
 
     def restore(self) -> None:

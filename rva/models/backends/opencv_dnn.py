@@ -40,8 +40,9 @@ class OpenCVBackend(Backend):
         else:
             self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
             self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-        if threads:
-            cv2.setNumThreads(threads)
+        # gear.threads, else OpenCV's default (one per core; -1 also undoes the single thread
+        # the gears worker sets when no gear runs this backend).
+        cv2.setNumThreads(threads or -1)
         self.outputs = self.net.getUnconnectedOutLayersNames()
 
     @staticmethod
