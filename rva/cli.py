@@ -167,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     # to hide the one given before the command).
     p.add_argument("-u", "--url", help=argparse.SUPPRESS, default=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, default=20.0, help="duration of each phase")
+    p.add_argument(
+        "--slices",
+        type=int,
+        default=4,
+        help="the bare loop and the pipeline alternate in this many slices each (so that both "
+        "are measured in the same minutes of a machine whose speed drifts)",
+    )
     p.add_argument("--model", default=None)
     p.add_argument("--backend", default=None)
     p.add_argument("--source", default=None, help="video (default: cameras.<first>.source)")

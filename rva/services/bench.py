@@ -4,7 +4,9 @@
     stage is installed (rva.analytics.counting), its cost per frame on the same detections;
 (b) pipeline: capture → Redis → gears → results at max rate, on a private redis-server that
     this command starts (so a running appliance is neither disturbed nor counted; bench takes
-    no Redis URL);
+    no Redis URL). (a) and (b) alternate in --slices slices each (P B B P P B B P: capture
+    paused and the gears idle during a bare slice), so that the ratio compares the same
+    minutes of a machine whose speed drifts, as shared and throttled machines' does;
 (c) still: the whole appliance (redis-server, capture, gears, web) on a still picture of the
     footage at 10 fps, as a camera on an empty corridor sees it: what it costs, in % of one
     core, with the motion gate as configured (--motion-gate to compare).
@@ -53,6 +55,8 @@ WARMUP_S = 3.0
 TAIL_LINES = 20  # of a failed child's output, in the error
 INIT_TIMEOUT_S = 120.0
 RESULTS_TIMEOUT_S = 60.0
+PAUSE_TIMEOUT_S = 30.0  # for the gears to answer capture's last frame before a bare slice
+RESUME_S = 1.0  # after capture resumes, before the next pipeline window
 LOAD_WARN_PER_CORE = 0.5  # other processes' CPU use, in cores per core, that skews the ratios
 
 Box = tuple[float, float, float, float]
@@ -158,53 +162,74 @@ def load_report(
 
 
 # -- (a) the bare loop ----------------------------------------------------------------------
-def bare_loop(detector: Detector, source: str, seconds: float) -> dict[str, object]:
-    cap = cv2.VideoCapture(source)
-    if not cap.isOpened():
-        raise ConfigError(f"bench: cannot open {source}")
-    stages: dict[str, list[float]] = {"read": [], "resize": [], "model": [], "boxes": []}
-    detector_ms: list[float] = []  # resize + model + boxes, per frame
-    detections: list[list[Box]] = []
-    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+class BareLoop:
+    """The detector alone on the footage (decode + letterbox + forward + NMS, no Redis), run
+    in slices between the pipeline's so that both see the machine in the same state."""
 
-    def next_frame() -> np.ndarray:
-        ok, frame = cap.read()
+    def __init__(self, detector: Detector, source: str) -> None:
+        self.detector = detector
+        self.cap = cv2.VideoCapture(source)
+        if not self.cap.isOpened():
+            raise ConfigError(f"bench: cannot open {source}")
+        self.size = (
+            int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
+        self.frame_ms = 1000.0 / (self.cap.get(cv2.CAP_PROP_FPS) or 25.0)
+        self.stages: dict[str, list[float]] = {"read": [], "resize": [], "model": [], "boxes": []}
+        self.detector_ms: list[float] = []  # resize + model + boxes, per frame
+        self.detections: list[list[Box]] = []
+        self.frames, self.elapsed, self.cpu_s, self.others_core_s = 0, 0.0, 0.0, 0.0
+        self.others_known = True
+        for _ in range(3):
+            detector.detect(self.next_frame())
+
+    def next_frame(self) -> np.ndarray:
+        ok, frame = self.cap.read()
         if not ok:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, frame = cap.read()
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self.cap.read()
         return frame
 
-    for _ in range(3):
-        detector.detect(next_frame())
-    others = _Others(time.process_time())
-    cpu0 = time.process_time()  # every thread of this process: the backend's pool included
-    frames, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        t0 = time.perf_counter()
-        frame = next_frame()
-        stages["read"].append((time.perf_counter() - t0) * 1e3)
-        found = detector.detect(frame)
-        for k, v in found.timings_ms.items():
-            stages[k].append(v)
-        detector_ms.append(sum(found.timings_ms.values()))
-        detections.append([(float(a), float(b), float(c), float(d)) for a, b, c, d in found.boxes])
-        frames += 1
-    elapsed = time.perf_counter() - started
-    cpu_s = time.process_time() - cpu0
-    others_cores = others.cores(time.process_time())
-    cap.release()
-    return {
-        "fps": frames / elapsed,
-        "frames": frames,
-        "stages_ms": {k: round(statistics.median(v), 2) for k, v in stages.items() if v},
-        "detector_ms": statistics.median(detector_ms),
-        "detections": detections,
-        "frame_size": size,
-        "frame_ms": 1000.0 / fps,
-        "cpu_ms_per_frame": cpu_s * 1000 / max(frames, 1),
-        "others_cores": others_cores,
-    }
+    def run(self, seconds: float) -> None:
+        others = _Others(time.process_time())
+        cpu0 = time.process_time()  # every thread of this process: the backend's pool included
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            t0 = time.perf_counter()
+            frame = self.next_frame()
+            self.stages["read"].append((time.perf_counter() - t0) * 1e3)
+            found = self.detector.detect(frame)
+            for k, v in found.timings_ms.items():
+                self.stages[k].append(v)
+            self.detector_ms.append(sum(found.timings_ms.values()))
+            boxes = [(float(a), float(b), float(c), float(d)) for a, b, c, d in found.boxes]
+            self.detections.append(boxes)
+            self.frames += 1
+        elapsed = time.perf_counter() - started
+        self.elapsed += elapsed
+        self.cpu_s += time.process_time() - cpu0
+        cores = others.cores(time.process_time())
+        if cores is None:
+            self.others_known = False
+        else:
+            self.others_core_s += cores * elapsed
+
+    def report(self) -> dict[str, object]:
+        self.cap.release()
+        return {
+            "fps": self.frames / max(self.elapsed, 1e-6),
+            "frames": self.frames,
+            "stages_ms": {k: round(statistics.median(v), 2) for k, v in self.stages.items() if v},
+            "detector_ms": statistics.median(self.detector_ms),
+            "detections": self.detections,
+            "frame_size": self.size,
+            "frame_ms": self.frame_ms,
+            "cpu_ms_per_frame": self.cpu_s * 1000 / max(self.frames, 1),
+            "others_cores": round(self.others_core_s / max(self.elapsed, 1e-6), 2)
+            if self.others_known
+            else None,
+        }
 
 
 def analytics_cost(
@@ -349,6 +374,7 @@ class _Proc:
     def stop(self) -> None:
         if self.popen.poll() is None:
             self.popen.terminate()
+            self.popen.send_signal(signal.SIGCONT)  # a child paused by bench must see it
             try:
                 self.popen.wait(10)
             except subprocess.TimeoutExpired:
@@ -452,9 +478,36 @@ def _children(work: Path) -> Iterator[dict[str, _Proc]]:
     shutil.rmtree(work, ignore_errors=True)
 
 
+def _pause(capture: _Proc, client: redis.Redis, gear: GearSection) -> None:
+    """Stop capture (SIGSTOP) and wait until the gears have answered the frames it wrote, so
+    that a bare slice has the machine to itself."""
+    capture.popen.send_signal(signal.SIGSTOP)
+    stream = keys.frames("bench")
+    deadline = time.monotonic() + PAUSE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        newest = client.xrevrange(stream, count=1)
+        groups = {g["name"].decode(): g for g in client.xinfo_groups(stream)}
+        mine = groups.get(gear.group)
+        if mine is None or not newest:
+            break
+        delivered = mine["last-delivered-id"]
+        if mine["pending"] == 0 and delivered == newest[0][0]:
+            break
+        time.sleep(0.02)
+
+
 def pipeline(
-    source: str, gear: GearSection, seconds: float, model_cache: Path
+    source: str,
+    gear: GearSection,
+    seconds: float,
+    model_cache: Path,
+    bare: BareLoop | None = None,
+    slices: int = 1,
 ) -> dict[str, object]:
+    """(b) The pipeline at max rate over ``seconds``, in ``slices`` windows. With ``bare``, the
+    bare loop runs as long between them (capture paused, the gears idle), in the order
+    P B B P P B B P ..., so that a machine whose speed drifts during the run weighs on both
+    alike: the ratio is of the same minutes."""
     work = Path(tempfile.mkdtemp(prefix="rva-bench-"))
     url = f"unix://{work / 'redis.sock'}"
     (work / "rva.toml").write_text(_bench_config(url, source, gear), "utf-8")
@@ -462,46 +515,77 @@ def pipeline(
         client, module = _start(work, gear, model_cache, ("gears", "capture"), procs)
         results = GEAR_TYPES[gear.type].results_key("bench")
         time.sleep(WARMUP_S)
-        start_ms = server_ms(client)
-        for p in procs.values():
-            p.mark()
+        slice_s = seconds / slices
 
         def own_cpu() -> float:
             return time.process_time() + sum(p.cpu_seconds() for p in procs.values())
 
-        others = _Others(own_cpu())
+        cpu = dict.fromkeys(procs, 0.0)
+        window: list = []
+        window_ms, wall, others_core_s, others_known = 0, 0.0, 0.0, True
         stage_samples: dict[str, list[float]] = {}
         seen_ts: set[str] = set()
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            for p in procs.values():
-                p.check()
-            latest = {
-                k.decode(): v.decode() for k, v in client.hgetall(keys.latest("bench")).items()
+
+        def measure() -> None:
+            nonlocal window_ms, wall, others_core_s, others_known
+            start_ms, t0 = server_ms(client), time.monotonic()
+            cpu0 = {name: p.cpu_seconds() for name, p in procs.items()}
+            others = _Others(own_cpu())
+            end = t0 + slice_s
+            while time.monotonic() < end:
+                for p in procs.values():
+                    p.check()
+                latest = {
+                    k.decode(): v.decode() for k, v in client.hgetall(keys.latest("bench")).items()
+                }
+                if latest.get("ts") not in seen_ts:
+                    seen_ts.add(latest.get("ts", ""))
+                    for k, v in latest.items():
+                        if k.startswith("prf_"):
+                            stage_samples.setdefault(k[4:], []).append(float(v))
+                time.sleep(0.05)
+            cores = others.cores(own_cpu())
+            end_ms, elapsed = server_ms(client), time.monotonic() - t0
+            for name, p in procs.items():
+                cpu[name] += p.cpu_seconds() - cpu0[name]
+            window.extend(client.xrange(results, min=f"{start_ms}-0", max=f"{end_ms}-0"))
+            window_ms += max(end_ms - start_ms, 1)
+            wall += elapsed
+            if cores is None:
+                others_known = False
+            else:
+                others_core_s += cores * elapsed
+
+        for i in range(slices):
+            for part in ("pipeline", "bare") if i % 2 == 0 else ("bare", "pipeline"):
+                if part == "pipeline":
+                    measure()
+                elif bare is not None:
+                    _pause(procs["capture"], client, gear)
+                    try:
+                        bare.run(slice_s)
+                    finally:
+                        procs["capture"].popen.send_signal(signal.SIGCONT)
+                    time.sleep(RESUME_S)  # the chain flowing again before the next window
+        usage = {
+            name: {
+                "cpu_percent": round(cpu[name] / max(wall, 1e-6) * 100, 1),
+                "peak_rss_mb": round(p.peak_rss_mb(), 1),
             }
-            if latest.get("ts") not in seen_ts:
-                seen_ts.add(latest.get("ts", ""))
-                for k, v in latest.items():
-                    if k.startswith("prf_"):
-                        stage_samples.setdefault(k[4:], []).append(float(v))
-            time.sleep(0.05)
-        others_cores = others.cores(own_cpu())
-        usage = {name: p.usage() for name, p in procs.items()}
-        cpu_s = sum(p.cpu_seconds() - p.cpu0 for p in procs.values())
-        end_ms = server_ms(client)
-        window = client.xrange(results, min=f"{start_ms}-0", max=f"{end_ms}-0")
+            for name, p in procs.items()
+        }
         latencies = [keys.id_ms(rid) - keys.id_ms(fields[b"ref"]) for rid, fields in window]
         stats = {k.decode(): int(v) for k, v in client.hgetall(keys.STATS).items()}
     return {
-        "fps": len(window) * 1000 / max(end_ms - start_ms, 1),
+        "fps": len(window) * 1000 / window_ms,
         "frames": len(window),
         "latency_ms": {"p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95)},
         "stages_ms": {k: round(statistics.median(v), 2) for k, v in stage_samples.items()},
         "services": usage,
         "counters": stats,
         "timeseries": module is not None,
-        "cpu_ms_per_frame": cpu_s * 1000 / max(len(window), 1),
-        "others_cores": others_cores,
+        "cpu_ms_per_frame": sum(cpu.values()) * 1000 / max(len(window), 1),
+        "others_cores": round(others_core_s / max(wall, 1e-6), 2) if others_known else None,
     }
 
 
@@ -587,14 +671,18 @@ def run(args: argparse.Namespace, cfg: Config) -> dict[str, object]:
     load_before = _loadavg()
     detector = Detector.from_settings(store.from_cache(manifest.load(gear.model), cache), gear)
     backend = detector.backend_name  # what `auto` is on this machine
-    bare = bare_loop(detector, source, args.seconds)
-    del detector  # free its threads and memory before the pipeline runs
+    slices = args.slices
+    if slices < 1:
+        raise ConfigError(f"bench: --slices must be 1 or more (got {slices})")
+    loop = BareLoop(detector, source)
+    piped = pipeline(str(Path(source).resolve()), gear, args.seconds, cache.resolve(), loop, slices)
+    bare = loop.report()
+    del detector, loop  # free its threads and memory before the still phase
     analytics_ms = analytics_cost(
         bare["detections"],  # type: ignore[arg-type]
         bare["frame_size"],  # type: ignore[arg-type]
         float(bare["frame_ms"]),  # type: ignore[arg-type]
     )
-    piped = pipeline(str(Path(source).resolve()), gear, args.seconds, cache.resolve())
     quiet = None if args.no_still else still(source, gear, args.seconds, cache.resolve())
     phases = {"bare": bare["others_cores"], "pipeline": piped["others_cores"]}
     if quiet:
@@ -610,6 +698,7 @@ def run(args: argparse.Namespace, cfg: Config) -> dict[str, object]:
         "backend": backend,
         "source": source,
         "seconds": args.seconds,
+        "slices": slices,
         "bare_fps": round(float(bare["fps"]), 2),  # type: ignore[arg-type]
         "pipeline_fps": round(float(piped["fps"]), 2),  # type: ignore[arg-type]
         "ratio": round(float(piped["fps"]) / float(bare["fps"]), 3),  # type: ignore[arg-type]
