@@ -304,6 +304,9 @@ def test_rva_bench_reports_every_phase_in_one_json(
     )
     assert still["motion_skipped"] > still["detector_runs"] >= 0
     assert set(report["load"]["others_cores"]) == {"bare", "pipeline", "still"}
+    assert report["slices"] == 4  # the bare loop and the pipeline alternated
+    bad = rva("bench", "--seconds", "3", "--slices", "0", "--source", str(vtest_path))
+    assert bad.returncode != 0 and "--slices must be 1 or more" in bad.stderr, bad.stderr
 
 
 def _rva_video_stream(
