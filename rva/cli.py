@@ -237,6 +237,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `rva ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as exc:
+        reason = _refused_by_redis(exc)
+        if reason is None:
+            raise
+        print(f"rva {args.command}: Redis refused a command: {reason}", file=sys.stderr)
+        return 1
+
+
+def _refused_by_redis(exc: BaseException) -> str | None:
+    """Why Redis refused a command (maxmemory reached, a read-only replica, a failed save...),
+    for a one-line error instead of a traceback; None when ``exc`` is no such refusal."""
+    redis = sys.modules.get("redis")  # not imported: then no Redis error can have happened
+    if redis is None or not isinstance(exc, redis.ResponseError):
+        return None
+    return str(exc).split(" caused error: ", 1)[-1]  # not the pipeline's whole command
 
 
 # -- command handlers (imports are local: each service pays only for what it uses) ----------

@@ -133,6 +133,32 @@ def test_commands_against_a_stopped_redis_say_so(tmp_path: Path) -> None:
     assert "Redis unreachable" in top.stdout, top.stdout
 
 
+def test_rva_init_on_a_redis_that_refuses_writes_says_why(
+    redis_plain: RedisServer, tmp_path: Path
+) -> None:
+    """A full Redis (maxmemory, noeviction) and a read-only replica: one line that says why,
+    not a traceback, and a failing exit status."""
+    cfg = write_config(tmp_path / "rva.toml", redis_plain.url, VTEST)
+    env = {"RVA_CONFIG": str(cfg)}
+    client = redis_plain.client()
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", "2mb")
+    full = rva("init", env=env, timeout=120)
+    no_traceback(full)
+    assert full.returncode == 1
+    assert "rva init: Redis refused a command: command not allowed when used memory" in full.stderr
+    client.config_set("maxmemory", "0")
+    client.replicaof("127.0.0.1", str(free_port()))  # a primary that is not there
+    replica = rva("init", env=env, timeout=120)
+    no_traceback(replica)
+    assert replica.returncode == 1
+    assert "Redis refused a command: You can't write against a read only replica" in (
+        replica.stderr
+    )
+    client.replicaof("NO", "ONE")
+    assert rva("init", env=env, timeout=120).returncode == 0  # and once writable, it works
+
+
 @pytest.mark.parametrize("command", ["init", "web", "gears", "capture", "stages"])
 def test_waiting_for_a_stopped_redis_ends_on_one_ctrl_c(command: str, tmp_path: Path) -> None:
     """Services wait for Redis, saying so, and a Ctrl-C while they wait ends them at once."""
