@@ -717,3 +717,32 @@ def test_a_result_written_while_the_feed_is_busy_is_still_drawn(
 
         counted = min(label_distance(1, f"counted {age} s ago") for age in range(4))
         assert counted < 5 < label_distance(None, "detector idle"), counted
+
+
+def test_health_reads_a_frames_streams_length_and_newest_id_without_its_frames(
+    redis_plain: RedisServer,
+) -> None:
+    """The snapshot behind /api/summary (asked each second by every open page) learns a frames
+    stream's length and newest id from a script: XINFO STREAM's answer, without the two frames
+    XINFO STREAM itself would send."""
+    from rva.services import health
+
+    client = redis_plain.client()
+    snap = health.snapshot(client, ["0"], "rva")
+    assert snap.cameras["0"].frames == 0 and snap.cameras["0"].frame_age_s is None
+    assert "no frames yet (is rva-capture running?)" in snap.cameras["0"].problems
+    for _ in range(3):
+        client.xadd(keys.frames("0"), {"count": 0, "image": b"\xff" * 200_000})
+    info = client.xinfo_stream(keys.frames("0"))
+    now_ms = health.server_ms(client)
+    sent_before = int(client.info("stats")["total_net_output_bytes"])
+    state = health.snapshot(client, ["0"], "rva").cameras["0"]
+    sent = int(client.info("stats")["total_net_output_bytes"]) - sent_before
+    assert sent < 50_000, f"{sent} bytes sent for one snapshot: frames went with it"
+    assert state.frames == info["length"] == 3
+    newest_ms = keys.id_ms(info["last-generated-id"])
+    assert state.frame_age_s is not None
+    assert 0 <= state.frame_age_s - (now_ms - newest_ms) / 1000 < 5
+    client.xtrim(keys.frames("0"), maxlen=0)  # emptied: length 0, the last id is kept
+    state = health.snapshot(client, ["0"], "rva").cameras["0"]
+    assert state.frames == 0 and state.frame_age_s is not None

@@ -99,12 +99,25 @@ def server_ms(client: redis.Redis) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
+# A stream's length and newest id, without the first and last entries that XINFO STREAM also
+# sends (two frames of tens of KB each, for every /api/summary an open page asks each second).
+STREAM_HEAD = """
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local length, last = 0, '0-0'
+for i = 1, #info, 2 do
+  if info[i] == 'length' then length = info[i + 1] end
+  if info[i] == 'last-generated-id' then last = info[i + 1] end
+end
+return {length, last}
+"""
+
+
 def _camera(client: redis.Redis, camera: str, group: str, now_ms: int) -> CameraState:
     state = CameraState(camera)
     try:
-        info = client.xinfo_stream(keys.frames(camera))
-        state.frames = int(info["length"])
-        last = _id_ms(info.get("last-generated-id"))
+        length, last_id = client.register_script(STREAM_HEAD)(keys=[keys.frames(camera)])
+        state.frames = int(length)
+        last = _id_ms(last_id)
         state.frame_age_s = (now_ms - last) / 1000 if last else None
     except redis.ResponseError:
         state.problems.append("no frames yet (is rva-capture running?)")
