@@ -101,6 +101,9 @@ def test_page_shows_the_count_and_time_series_state(pipeline: Pipeline, tmp_path
     assert page.texts["status"].strip() == "ok"
     assert page.texts["in_fps"].strip() not in ("", "–", "—")
     assert page.texts["chart-source"].strip() == ""  # a plain title, unless time series are off
+    # The camera's source, named once: "file …/vtest.avi", not "…/vtest.avi → file …/vtest.avi".
+    source = page.texts["source"].strip()
+    assert source.count("vtest.avi") == 1 and "→" not in source, source
     assert page.attrs_by_id["video"]["src"] == "/video?camera=0"
 
 

@@ -301,6 +301,11 @@ def test_auto_capture_waits_ready_for_a_camera_then_captures_and_says_which(
     assert source["configured"] == "auto" and source["state"] == "capturing"
     assert source["in_use"] == "V4L2 /dev/video0 (stand-in)"
     assert "source: auto -> V4L2 /dev/video0 (stand-in), capturing" in status.render(snap)
+    # A configured source the description names is said once, not "x -> V4L2 x".
+    named = {"configured": "/dev/video0", "in_use": "V4L2 /dev/video0 (vivid)"}
+    named["state"] = "capturing"
+    assert status.describe_source(named) == "V4L2 /dev/video0 (vivid), capturing"
+    assert status.describe_source({"configured": "auto", "state": "waiting"}) == "auto, waiting"
     assert runtime.readies[-1] == "capturing V4L2 /dev/video0 (stand-in) into camera:0"
 
 

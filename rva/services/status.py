@@ -14,9 +14,13 @@ def _age(seconds: float | None) -> str:
 
 
 def describe_source(source: dict[str, str]) -> str:
-    """One line, e.g. "auto -> V4L2 /dev/video0 (vivid), capturing"."""
+    """One line, e.g. "auto -> V4L2 /dev/video0 (vivid), capturing"; a source whose description
+    names it once ("/dev/video0" in use as "V4L2 /dev/video0") is shown once."""
     configured, in_use = source.get("configured", "?"), source.get("in_use", "")
-    shown = f"{configured} -> {in_use}" if in_use and in_use != configured else configured
+    if not in_use:
+        shown = configured
+    else:
+        shown = in_use if configured in in_use else f"{configured} -> {in_use}"
     return f"{shown}, {source.get('state', 'unknown')}"
 
 

@@ -21,7 +21,9 @@ let lastHeard = 0; // Date.now() of the last summary
 // The camera in use: "auto → V4L2 /dev/video0 (UVC Camera)", or what it waits for.
 function describeSource(src) {
   if (!src.configured) return "–";
-  const name = src.in_use && src.in_use !== src.configured ? src.configured + " → " + src.in_use : src.configured;
+  // "auto → V4L2 /dev/video0"; a source its description already names is shown once.
+  const name = !src.in_use ? src.configured
+    : src.in_use.includes(src.configured) ? src.in_use : src.configured + " → " + src.in_use;
   return src.state === "capturing" ? name : name + " (" + (src.detail || src.state) + ")";
 }
 
