@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wp.add_argument("user")
     wp.add_argument("--delete", action="store_true", help="remove USER instead")
+    wp.add_argument(
+        "--print",
+        action="store_true",
+        help="print USER's line (user:scrypt$...) instead of writing the users file: for "
+        "Ansible's rva_app_web_users",
+    )
 
     p = add("init", "prepare Redis: model, time series, gear registrations (idempotent)")
     p.add_argument(
@@ -362,6 +368,9 @@ def cmd_web_passwd(args: argparse.Namespace, cfg: Config) -> int:
     from rva.services import webauth
 
     path = Path(cfg.web.users_file)
+    if args.print and args.delete:
+        print("rva web passwd: --print and --delete do not go together", file=sys.stderr)
+        return 2
     try:
         webauth.check_user(args.user)
         if args.delete:
@@ -377,6 +386,9 @@ def cmd_web_passwd(args: argparse.Namespace, cfg: Config) -> int:
                 raise webauth.UsersFileError("the two passwords differ; nothing changed")
         else:
             password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        if args.print:
+            print(f"{args.user}:{webauth.hash_password(webauth.check_password(password))}")
+            return 0
         new = webauth.set_password(path, args.user, password)
     except webauth.UsersFileError as exc:
         print(f"rva web passwd: {exc}", file=sys.stderr)

@@ -57,6 +57,22 @@ RVA_UNITS = [
     "rva-web.service",
 ]
 RVA_SERVICES = RVA_UNITS[1:]
+WEB_PASSWORD = "correct horse battery"
+# Run on the device: the status of /healthz, then /api/summary without credentials, as alice,
+# and with a wrong password.
+WEB_PROBE = f"""
+import base64, urllib.error, urllib.request
+def get(path, auth=""):
+    req = urllib.request.Request("http://127.0.0.1:5000" + path)
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        return urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+print(get("/healthz"), get("/api/summary"), get("/api/summary", "alice:{WEB_PASSWORD}"),
+      get("/api/summary", "alice:not the password"))
+"""
 TIMINGS: dict[str, float] = {}
 
 
@@ -459,6 +475,15 @@ def test_reapply_on_the_running_device_restarts_rva_and_waits_until_healthy(
     inventory = workdir / "inventory-running.ini"
     settings = json.loads(provisioned.extra_vars.read_text())
     settings["rva_app_config"] = {"cameras.0.fps": 8.0}
+    # A web user, as its line is made on the controller: the page then asks for a password.
+    made = subprocess.run(
+        [sys.executable, "-m", "rva", "web", "passwd", "alice", "--print"],
+        input=f"{WEB_PASSWORD}\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    settings["rva_app_web_users"] = [made.stdout.strip()]
     extra_vars = workdir / "vars-running.json"
     extra_vars.write_text(json.dumps(settings))
     with _booted(root, workdir / "console-running.log") as nspawn:
@@ -487,6 +512,10 @@ def test_reapply_on_the_running_device_restarts_rva_and_waits_until_healthy(
             )
         config = tomllib.loads(_nsenter(pid, "cat", "/etc/rva/rva.toml").stdout)
         assert config["cameras"]["0"]["fps"] == 8.0, config["cameras"]
+        users = _nsenter(pid, "stat", "-c", "%a %U %G", "/etc/rva/web-users").stdout.split()
+        assert users == ["640", "root", "rva"], users
+        answers = _nsenter(pid, "python3", "-c", WEB_PROBE).stdout.split()
+        assert answers == ["200", "401", "200", "401"], answers  # healthz, none, alice, wrong
         started = time.monotonic()
         fourth = _apply(inventory, extra_vars, workdir / "apply-running-2.log")
         _timed("second apply on the running system", started)

@@ -205,6 +205,24 @@ def _pty_passwd(cfg: Path, answers: list[str]) -> tuple[int, str]:
     return os.waitstatus_to_exitcode(status), screen.decode(errors="replace")
 
 
+def test_passwd_print_makes_a_users_line_and_writes_nothing(tmp_path: Path) -> None:
+    """For Ansible's rva_app_web_users: the line on standard output, no users file touched."""
+    from rva.services import webauth
+
+    users = tmp_path / "web-users"
+    cfg = tmp_path / "rva.toml"
+    cfg.write_text(f'[web]\nusers_file = "{users}"\n')
+    made = passwd(cfg, "alice", "--print", stdin=PASSWORD + "\n")
+    assert made.returncode == 0, made.stderr
+    name, stored = made.stdout.strip().split(":", 1)
+    assert name == "alice" and webauth.verify_password(PASSWORD, stored)
+    assert not webauth.verify_password("not the password", stored)
+    assert not users.exists()
+    assert passwd(cfg, "alice", "--print", stdin="short\n").returncode == 1
+    both = passwd(cfg, "alice", "--print", "--delete")
+    assert both.returncode == 2 and "do not go together" in both.stderr
+
+
 def test_passwd_on_a_terminal_asks_twice_and_echoes_nothing(tmp_path: Path) -> None:
     users = tmp_path / "web-users"
     cfg = tmp_path / "rva.toml"
