@@ -244,11 +244,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as exc:
+        if _interrupted(exc):
+            return 130
         reason = _refused_by_redis(exc)
         if reason is None:
             raise
         print(f"rva {args.command}: Redis refused a command: {reason}", file=sys.stderr)
         return 1
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether Ctrl-C caused ``exc``: a C extension interrupted while it loads (ONNX Runtime's,
+    imported when the first model is) raises ImportError("initialization failed") from the
+    KeyboardInterrupt."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _refused_by_redis(exc: BaseException) -> str | None:

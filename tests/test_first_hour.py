@@ -233,6 +233,31 @@ def config_check(tmp_path: Path, toml: str) -> tuple[subprocess.CompletedProcess
     return proc, cfg
 
 
+def test_ctrl_c_inside_a_c_extensions_import_is_a_ctrl_c(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ONNX Runtime is imported when the first model loads; Ctrl-C then surfaces as
+    ImportError("initialization failed") raised from the KeyboardInterrupt: 130, no traceback."""
+    from rva import cli
+
+    def interrupted_import(_args: object, _cfg: object) -> int:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setitem(cli.COMMANDS, "status", interrupted_import)
+    assert cli.main(["status"]) == 130
+    assert capsys.readouterr().err == ""
+
+    def broken_import(_args: object, _cfg: object) -> int:
+        raise ImportError("a real one")
+
+    monkeypatch.setitem(cli.COMMANDS, "status", broken_import)
+    with pytest.raises(ImportError, match="a real one"):  # not hidden as a Ctrl-C
+        cli.main(["status"])
+
+
 @pytest.mark.parametrize(
     ("source", "message"),
     [
