@@ -426,8 +426,9 @@ def test_a_wrong_password_is_reported_clearly_without_a_crash_loop(
     wait_for(lambda: client.hget(keys.MQTT, "state") == b"error", 20, what="state error")
     detail = client.hget(keys.MQTT, "detail").decode()
     assert "refused the login" in detail and "check mqtt.username and the password" in detail
-    _status, body = get_json(web_port, "/healthz")
-    assert body["mqtt"]["state"] == "error"
+    # rva web may still be starting when rva mqtt has already failed: wait for it to answer.
+    body = wait_for(lambda: get_json(web_port, "/healthz")[1], 30, what="rva web")
+    assert isinstance(body, dict) and body["mqtt"]["state"] == "error", body
     assert any("refused the login" in p for p in body["problems"]), body["problems"]
     time.sleep(8)
     assert proc.poll() is None, "rva mqtt exited"
