@@ -507,8 +507,9 @@ def test_amd64_rva_stops_promptly_while_redis_is_down(amd64_vm: VM) -> None:
         int(
             amd64_vm.ssh(
                 "s=$(date +%s%N); systemctl stop rva.target; "
-                f"for i in $(seq 600); do systemctl show -p ActiveState --value {' '.join(units)}"
-                " | grep -qv -e '^inactive$' -e '^failed$' || break; sleep 0.1; done; "
+                f"for i in $(seq 300); do systemctl is-active {' '.join(units)}"
+                " | grep -qx -e active -e activating -e deactivating -e reloading || break;"
+                " sleep 0.1; done; "
                 "e=$(date +%s%N); echo $(( (e - s) / 1000000 ))",
                 timeout=120,
             ).strip()
