@@ -107,18 +107,31 @@ def _busy_cpu_s() -> float | None:
 
 
 class _Others:
-    """CPU used by processes other than this benchmark over a phase, in cores: the machine's
-    busy time less this process's and its children's."""
+    """CPU used by processes other than this benchmark, in cores, over the windows between
+    start() and stop() (one, or a phase's slices): the machine's busy time less this process's
+    and its children's."""
 
-    def __init__(self, own_cpu_s: float) -> None:
-        self.busy0, self.own0, self.t0 = _busy_cpu_s(), own_cpu_s, time.monotonic()
+    def __init__(self) -> None:
+        self.core_s = self.wall_s = 0.0
+        self.known = True
+        self.opened: tuple[float | None, float, float] | None = None
 
-    def cores(self, own_cpu_s: float) -> float | None:
-        busy, wall = _busy_cpu_s(), max(time.monotonic() - self.t0, 1e-6)
-        if busy is None or self.busy0 is None:
-            return None
-        others = (busy - self.busy0) - (own_cpu_s - self.own0)
-        return round(max(others, 0.0) / wall, 2)
+    def start(self, own_cpu_s: float) -> None:
+        self.opened = (_busy_cpu_s(), own_cpu_s, time.monotonic())
+
+    def stop(self, own_cpu_s: float) -> None:
+        if self.opened is None:
+            return
+        (busy0, own0, t0), self.opened = self.opened, None
+        busy = _busy_cpu_s()
+        self.wall_s += time.monotonic() - t0
+        if busy is None or busy0 is None:
+            self.known = False
+        else:
+            self.core_s += max((busy - busy0) - (own_cpu_s - own0), 0.0)
+
+    def cores(self) -> float | None:
+        return round(self.core_s / max(self.wall_s, 1e-6), 2) if self.known else None
 
 
 def _loadavg() -> list[float] | None:
@@ -179,8 +192,8 @@ class BareLoop:
         self.stages: dict[str, list[float]] = {"read": [], "resize": [], "model": [], "boxes": []}
         self.detector_ms: list[float] = []  # resize + model + boxes, per frame
         self.detections: list[list[Box]] = []
-        self.frames, self.elapsed, self.cpu_s, self.others_core_s = 0, 0.0, 0.0, 0.0
-        self.others_known = True
+        self.frames, self.elapsed, self.cpu_s = 0, 0.0, 0.0
+        self.others = _Others()
         for _ in range(3):
             detector.detect(self.next_frame())
 
@@ -192,7 +205,7 @@ class BareLoop:
         return frame
 
     def run(self, seconds: float) -> None:
-        others = _Others(time.process_time())
+        self.others.start(time.process_time())
         cpu0 = time.process_time()  # every thread of this process: the backend's pool included
         started = time.perf_counter()
         while time.perf_counter() - started < seconds:
@@ -206,14 +219,9 @@ class BareLoop:
             boxes = [(float(a), float(b), float(c), float(d)) for a, b, c, d in found.boxes]
             self.detections.append(boxes)
             self.frames += 1
-        elapsed = time.perf_counter() - started
-        self.elapsed += elapsed
+        self.elapsed += time.perf_counter() - started
         self.cpu_s += time.process_time() - cpu0
-        cores = others.cores(time.process_time())
-        if cores is None:
-            self.others_known = False
-        else:
-            self.others_core_s += cores * elapsed
+        self.others.stop(time.process_time())
 
     def report(self) -> dict[str, object]:
         self.cap.release()
@@ -226,9 +234,7 @@ class BareLoop:
             "frame_size": self.size,
             "frame_ms": self.frame_ms,
             "cpu_ms_per_frame": self.cpu_s * 1000 / max(self.frames, 1),
-            "others_cores": round(self.others_core_s / max(self.elapsed, 1e-6), 2)
-            if self.others_known
-            else None,
+            "others_cores": self.others.cores(),
         }
 
 
@@ -330,7 +336,8 @@ class _Proc:
         self.popen = subprocess.Popen(
             argv, env=env, cwd=cwd, stdout=self.handle, stderr=subprocess.STDOUT
         )
-        self.cpu0 = self.t0 = 0.0
+        self.cpu_s = self.wall_s = 0.0  # over the measured windows (mark() ... unmark())
+        self.opened: tuple[float, float] | None = None
 
     def check(self) -> None:
         """Raise a BenchError, with its last lines, when this child has ended."""
@@ -362,12 +369,21 @@ class _Proc:
         return 0.0
 
     def mark(self) -> None:
-        self.cpu0, self.t0 = self.cpu_seconds(), time.monotonic()
+        """Start a measured window."""
+        self.opened = (self.cpu_seconds(), time.monotonic())
+
+    def unmark(self) -> None:
+        """End the measured window, adding its CPU and wall time to the totals."""
+        if self.opened is not None:
+            (cpu0, t0), self.opened = self.opened, None
+            self.cpu_s += self.cpu_seconds() - cpu0
+            self.wall_s += time.monotonic() - t0
 
     def usage(self) -> dict[str, float]:
-        wall = max(time.monotonic() - self.t0, 1e-6)
+        """CPU over the measured windows (the open one included), in % of one core."""
+        self.unmark()
         return {
-            "cpu_percent": round((self.cpu_seconds() - self.cpu0) / wall * 100, 1),
+            "cpu_percent": round(self.cpu_s / max(self.wall_s, 1e-6) * 100, 1),
             "peak_rss_mb": round(self.peak_rss_mb(), 1),
         }
 
@@ -501,11 +517,11 @@ def pipeline(
     gear: GearSection,
     seconds: float,
     model_cache: Path,
-    bare: BareLoop | None = None,
-    slices: int = 1,
+    bare: BareLoop,
+    slices: int,
 ) -> dict[str, object]:
-    """(b) The pipeline at max rate over ``seconds``, in ``slices`` windows. With ``bare``, the
-    bare loop runs as long between them (capture paused, the gears idle), in the order
+    """(b) The pipeline at max rate over ``seconds``, in ``slices`` windows; the bare loop runs
+    as long between them (capture paused, the gears idle), in the order
     P B B P P B B P ..., so that a machine whose speed drifts during the run weighs on both
     alike: the ratio is of the same minutes."""
     work = Path(tempfile.mkdtemp(prefix="rva-bench-"))
@@ -520,18 +536,19 @@ def pipeline(
         def own_cpu() -> float:
             return time.process_time() + sum(p.cpu_seconds() for p in procs.values())
 
-        cpu = dict.fromkeys(procs, 0.0)
+        others = _Others()
         window: list = []
-        window_ms, wall, others_core_s, others_known = 0, 0.0, 0.0, True
+        window_ms = 0
         stage_samples: dict[str, list[float]] = {}
         seen_ts: set[str] = set()
 
         def measure() -> None:
-            nonlocal window_ms, wall, others_core_s, others_known
-            start_ms, t0 = server_ms(client), time.monotonic()
-            cpu0 = {name: p.cpu_seconds() for name, p in procs.items()}
-            others = _Others(own_cpu())
-            end = t0 + slice_s
+            nonlocal window_ms
+            start_ms = server_ms(client)
+            for p in procs.values():
+                p.mark()
+            others.start(own_cpu())
+            end = time.monotonic() + slice_s
             while time.monotonic() < end:
                 for p in procs.values():
                     p.check()
@@ -544,36 +561,26 @@ def pipeline(
                         if k.startswith("prf_"):
                             stage_samples.setdefault(k[4:], []).append(float(v))
                 time.sleep(0.05)
-            cores = others.cores(own_cpu())
-            end_ms, elapsed = server_ms(client), time.monotonic() - t0
-            for name, p in procs.items():
-                cpu[name] += p.cpu_seconds() - cpu0[name]
+            others.stop(own_cpu())
+            for p in procs.values():
+                p.unmark()
+            end_ms = server_ms(client)
             window.extend(client.xrange(results, min=f"{start_ms}-0", max=f"{end_ms}-0"))
             window_ms += max(end_ms - start_ms, 1)
-            wall += elapsed
-            if cores is None:
-                others_known = False
-            else:
-                others_core_s += cores * elapsed
 
         for i in range(slices):
             for part in ("pipeline", "bare") if i % 2 == 0 else ("bare", "pipeline"):
                 if part == "pipeline":
                     measure()
-                elif bare is not None:
+                else:
                     _pause(procs["capture"], client, gear)
                     try:
                         bare.run(slice_s)
                     finally:
                         procs["capture"].popen.send_signal(signal.SIGCONT)
                     time.sleep(RESUME_S)  # the chain flowing again before the next window
-        usage = {
-            name: {
-                "cpu_percent": round(cpu[name] / max(wall, 1e-6) * 100, 1),
-                "peak_rss_mb": round(p.peak_rss_mb(), 1),
-            }
-            for name, p in procs.items()
-        }
+        usage = {name: p.usage() for name, p in procs.items()}
+        cpu_s = sum(p.cpu_s for p in procs.values())
         latencies = [keys.id_ms(rid) - keys.id_ms(fields[b"ref"]) for rid, fields in window]
         stats = {k.decode(): int(v) for k, v in client.hgetall(keys.STATS).items()}
     return {
@@ -584,8 +591,8 @@ def pipeline(
         "services": usage,
         "counters": stats,
         "timeseries": module is not None,
-        "cpu_ms_per_frame": sum(cpu.values()) * 1000 / max(len(window), 1),
-        "others_cores": round(others_core_s / max(wall, 1e-6), 2) if others_known else None,
+        "cpu_ms_per_frame": cpu_s * 1000 / max(len(window), 1),
+        "others_cores": others.cores(),
     }
 
 
@@ -634,13 +641,15 @@ def still(source: str, gear: GearSection, seconds: float, model_cache: Path) -> 
         def own_cpu() -> float:
             return time.process_time() + sum(p.cpu_seconds() for p in procs.values())
 
-        others = _Others(own_cpu())
+        others = _Others()
+        others.start(own_cpu())
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             for p in procs.values():
                 p.check()
             time.sleep(0.2)
-        others_cores = others.cores(own_cpu())
+        others.stop(own_cpu())
+        others_cores = others.cores()
         usage = {name: p.usage() for name, p in procs.items()}
         after = counters()
 
