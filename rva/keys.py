@@ -40,6 +40,13 @@ def rollup(camera: str, aggregation: str, minutes: int) -> str:
     return f"camera:{camera}:people:{aggregation}:{minutes}m"
 
 
+def next_frame(camera: str) -> str:
+    """Stream (one entry kept) on which a gears worker says, just before it stores a result,
+    that it will take the next frame: capture with rate = "max" sends it then, so that it is
+    in the stream when the worker comes back for it. Field: ref (the frame just finished)."""
+    return f"camera:{camera}:next"
+
+
 def latest(camera: str) -> str:
     """Hash of the newest per-frame values (people, in_fps, out_fps, prf_*), with or without
     RedisTimeSeries, for /metrics, rva top and the page."""

@@ -186,11 +186,18 @@ def test_a_worker_that_lost_its_entry_cannot_write_a_second_result(
     client.xreadgroup("rva-gears", "slow", {keys.frames("0"): ">"})
     client.xclaim(keys.frames("0"), "rva-gears", "fast", 0, [entry])
     worker = Worker(client, load(cfg_path), Runtime("test"), consumer="slow")
-    args = ["rva-gears", "slow", entry, 100, "ref", entry, "boxes", "[]", "people", 0]
-    assert worker.commit(keys=[keys.frames("0"), keys.results("0")], args=args) == 0
+    ms = keys.id_ms(entry)
+    script_keys = [keys.frames("0"), keys.results("0"), keys.STATS, keys.latest("0")]
+    args = ["rva-gears", "slow", entry, 100, ms, 1000, "0:processed"]
+    args += [3, "ref", entry, "boxes", "[]", "people", 0, 2, "people", 0, "ts", ms]
+    assert worker.store(keys=script_keys, args=args) == [0]
+    assert client.xlen(keys.results("0")) == 0 and not client.exists(keys.latest("0"))
     args[1] = "fast"
-    assert worker.commit(keys=[keys.frames("0"), keys.results("0")], args=args) == 1
+    assert worker.store(keys=script_keys, args=args)[0] == 1
     assert [r["ref"] for _, r in _results(client)] == [entry]
+    assert client.hget(keys.STATS, "0:processed") == b"1"
+    assert client.hgetall(keys.latest("0")) == {b"people": b"0", b"ts": str(ms).encode()}
+    assert client.xpending(keys.frames("0"), "rva-gears")["pending"] == 0
 
 
 def test_two_workers_share_one_camera_without_double_work(

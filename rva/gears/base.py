@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -98,6 +99,11 @@ class Gear(ABC):
         return None
 
     @abstractmethod
-    def handle(self, entry: Entry) -> Result | None:
+    def handle(self, entry: Entry, release: Callable[[], None] = lambda: None) -> Result | None:
         """Process one entry; raise GearError for input that must be skipped and counted.
-        None: the entry needs no result (the motion gate found nothing new in it)."""
+        None: the entry needs no result (the motion gate found nothing new in it).
+
+        ``release``: call it once the entry's heavy work is done, before the last small steps
+        (decoding the model's outputs, say): the next frame may be sent then, to be in the
+        stream when the worker comes back for it. The worker calls it after handle when the
+        gear did not."""

@@ -61,7 +61,7 @@ class PeopleCounter(Gear):
     def backend_name(self) -> str | None:
         return self.detector.backend_name
 
-    def handle(self, entry: Entry) -> Result | None:
+    def handle(self, entry: Entry, release: Callable[[], None] = lambda: None) -> Result | None:
         t0 = time.perf_counter()
         frame = decode_frame(entry)
         decode_ms = (time.perf_counter() - t0) * 1e3
@@ -74,7 +74,7 @@ class PeopleCounter(Gear):
         elif (motion := entry.fields.get(b"motion")) is not None:
             with contextlib.suppress(ValueError):  # a malformed hint costs the sample only
                 samples["motion"] = float(motion)
-        found = self.detector.detect(frame)
+        found = self.detector.detect(frame, after_forward=release)
         return Result(
             fields={
                 "ref": entry.id,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -207,12 +208,18 @@ class Detector:
         )
         return np.asarray(idx, dtype=np.int64).reshape(-1)
 
-    def detect(self, frame: np.ndarray) -> Detections:
+    def detect(
+        self, frame: np.ndarray, after_forward: Callable[[], None] | None = None
+    ) -> Detections:
+        """People in ``frame``; ``after_forward`` is called once the model has run, before its
+        outputs are decoded (the gear releases its input then: see Gear.handle)."""
         t0 = time.perf_counter()
         blob, transform = self.preprocess(frame)
         t1 = time.perf_counter()
         outputs = self.backend.forward(blob)
         t2 = time.perf_counter()
+        if after_forward is not None:
+            after_forward()
         boxes, scores = self.decode(outputs)
         keep = self.nms(boxes, scores)
         boxes, scores = transform.to_frame(boxes[keep]), scores[keep]

@@ -91,22 +91,45 @@ class Lane:
         self.runtime.beat(client)
 
 
-class ResultFollower:
-    """Blocks until the results stream has grown past what was seen (or a timeout passes)."""
+def _id(entry_id: bytes | str) -> tuple[int, int]:
+    ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
+    return int(ms), int(seq or 0)
 
-    def __init__(self, client: redis.Redis, stream: str, timeout_ms: int = 1000) -> None:
-        self.client, self.stream, self.timeout_ms = client, stream, timeout_ms
-        newest = client.xrevrange(stream, count=1)
-        self.last: bytes | str = newest[0][0] if newest else "0-0"
-        self.primed = False
+
+class ResultFollower:
+    """rate = "max": each frame is sent once the gears are done with the one before: when a
+    worker says it will take the next (camera:<id>:next, just before it stores its result) or
+    the result itself is written, whichever comes first; or after a timeout (a frame lost,
+    the gears not running)."""
+
+    def __init__(self, client: redis.Redis, camera_id: str, timeout_ms: int = 1000) -> None:
+        self.client, self.timeout_ms = client, timeout_ms
+        self.streams: dict[str, bytes | str] = {}
+        for stream in (keys.results(camera_id), keys.next_frame(camera_id)):
+            newest = client.xrevrange(stream, count=1)
+            self.streams[stream] = newest[0][0] if newest else "0-0"
+        self.waiting_for: tuple[int, int] | None = None  # the id of the frame sent last
+
+    def sent(self, entry_id: bytes | str) -> None:
+        self.waiting_for = _id(entry_id)
 
     def wait(self) -> None:
-        if not self.primed:  # the first frame goes out at once
-            self.primed = True
+        if self.waiting_for is None:  # the first frame goes out at once
             return
-        reply = self.client.xread({self.stream: self.last}, count=100, block=self.timeout_ms)
-        if reply:
-            self.last = reply[0][1][-1][0]
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        while (left_ms := int((deadline - time.monotonic()) * 1000)) > 0:
+            reply = self.client.xread(self.streams, count=100, block=left_ms)
+            if not reply:
+                break
+            done = False
+            for stream, entries in reply:
+                self.streams[stream.decode()] = entries[-1][0]
+                for _entry, fields in entries:
+                    ref = fields.get(b"ref")
+                    done = done or ref is None or _id(ref) >= self.waiting_for
+            if done:
+                break
+        self.waiting_for = None
 
 
 class StillFrames:
@@ -231,11 +254,7 @@ def run(
     throttle = Throttle(cam.fps if camera.paced else 0.0)
     # rate = "max" on a file or image: send the next frame as soon as the gears have answered
     # the previous one, so the pipeline runs flat out without piling up frames it would skip.
-    follow = (
-        ResultFollower(client, keys.results(camera_id))
-        if cam.rate == "max" and not camera.paced
-        else None
-    )
+    follow = ResultFollower(client, camera_id) if cam.rate == "max" and not camera.paced else None
     encode_params = [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg_quality]
     motion = MotionGate.from_settings(gate) if gate is not None else None
     still = StillFrames(client, camera_id)
@@ -282,7 +301,9 @@ def run(
                 if follow:
                     follow.wait()
                 fields["image"] = jpeg.tobytes()
-                client.xadd(stream, fields, maxlen=cam.maxlen, approximate=True)
+                entry_id = client.xadd(stream, fields, maxlen=cam.maxlen, approximate=True)
+                if follow:
+                    follow.sent(entry_id)
                 written += 1
                 redis_backoff.reset()
                 refused.flush()

@@ -45,15 +45,34 @@ from rva.tally import Tally
 log = logging.getLogger(__name__)
 warn = RateLimitedLog(log)  # per kind: a stream of bad frames is said once a minute
 
-# KEYS: input stream, results stream. ARGV: group, consumer, entry id, maxlen, field/value...
-COMMIT = """
+# One round trip per result, checked and written at once. KEYS: input stream, results stream,
+# rva:stats, camera:<id>:latest, then the time series of the samples (none when they are off).
+# ARGV: group, consumer, entry id, results maxlen, the entry's ms, slack ms, stats field,
+# n result fields then their field/value pairs, n latest fields then their pairs, then one value
+# per series key. Returns {0} when another worker owns the entry now (nothing written), else
+# {1, ms the entry is ahead of Redis's clock, TS.MADD's reply when the samples were written}.
+STORE = """
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
-if #pending == 0 or pending[1][2] ~= ARGV[2] then return 0 end
-local fields = {}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(fields))
+if #pending == 0 or pending[1][2] ~= ARGV[2] then return {0} end
+local i = 8
+local n = tonumber(ARGV[i])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, i + 1, i + 2 * n))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-return 1
+redis.call('HINCRBY', KEYS[3], ARGV[7], 1)
+i = i + 2 * n + 1
+n = tonumber(ARGV[i])
+redis.call('HSET', KEYS[4], unpack(ARGV, i + 1, i + 2 * n))
+i = i + 2 * n + 1
+local now = redis.call('TIME')
+local ahead = tonumber(ARGV[5]) - (tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+if #KEYS == 4 or ahead > tonumber(ARGV[6]) then return {1, ahead} end
+local args = {}
+for k = 5, #KEYS do
+  args[#args + 1] = KEYS[k]
+  args[#args + 1] = ARGV[5]
+  args[#args + 1] = ARGV[i + k - 5]
+end
+return {1, ahead, redis.pcall('TS.MADD', unpack(args))}
 """
 # Consumers of the group that are gone: idle this long (and at least 2 × claim_idle_ms) with
 # nothing pending. KEYS: stream. ARGV: group, this consumer, idle ms. Returns the names removed.
@@ -77,6 +96,37 @@ READ_BATCH = 32
 OUT_RATE_EVERY_S = 1.0  # out_fps reads the results stream; once a second is plenty
 
 
+class NextFrameHint:
+    """Says on camera:<id>:next that this worker is about to take the camera's next frame,
+    without waiting for Redis's answer: on a connection of its own, each command's reply is
+    read just before the next one is sent (it came long before). A hint that cannot be sent
+    is dropped: capture goes by the result instead, a round trip later."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.pool = client.connection_pool
+        self.conn: redis.connection.AbstractConnection | None = None
+        self.unread = False
+
+    def send(self, camera: str, ref: str) -> None:
+        try:
+            if self.conn is None:
+                self.conn = self.pool.make_connection()
+            if self.unread:
+                self.unread = False
+                self.conn.read_response()
+            self.conn.send_command("XADD", keys.next_frame(camera), "MAXLEN", 1, "*", "ref", ref)
+            self.unread = True
+        except redis.ResponseError:  # Redis full, say: the hint is lost, the link is fine
+            pass
+        except (*TRANSIENT, OSError):
+            self.close()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.disconnect()
+        self.conn, self.unread = None, False
+
+
 @dataclass
 class GearState:
     registration: Registration
@@ -84,6 +134,7 @@ class GearState:
     last_count: tuple[int, int] | None = None  # (frame count, ms) of the last processed entry
     last_claim: float = 0.0
     last_out_rate: float = 0.0  # monotonic time out_fps was last measured
+    store_ms: float = 0.0  # how long the last result's store took
     processed: int = 0
     skipped: int = 0
     still: int = 0  # frames the motion gate (in this worker) kept from the detector
@@ -101,9 +152,10 @@ class Worker:
     clock_held: bool = False  # series held: Redis's clock is behind the frame ids
 
     def __post_init__(self) -> None:
-        self.commit = self.client.register_script(COMMIT)
+        self.store = self.client.register_script(STORE)
         self.prune = self.client.register_script(PRUNE)
         self.tally = Tally(self.client)  # counts kept while Redis refuses writes
+        self.hint = NextFrameHint(self.client)
 
     # -- set-up -------------------------------------------------------------------------
     def load_model(self, name: str) -> ModelBundle:
@@ -264,8 +316,19 @@ class Worker:
 
     def process(self, state: GearState, entry: Entry, read_ms: float) -> int:
         reg = state.registration
+        released = False
+
+        def release() -> None:  # the next frame can come now (capture with rate = "max")
+            nonlocal released
+            if not released:
+                released = True
+                self.hint.send(reg.camera, entry.id)
+
         try:
-            result = state.gear.handle(entry)
+            try:
+                result = state.gear.handle(entry, release)
+            finally:  # done with this entry whatever came of it
+                release()
         except GearError as exc:
             warn.warning(exc.kind, "gear %s: %s; skipped", reg.id, exc)
             self.client.xack(reg.stream, reg.group, entry.id)
@@ -294,38 +357,28 @@ class Worker:
             pipe.execute()
             state.still += 1
             return 0
-        store_at = time.perf_counter()
-        args: list[str | int] = [reg.group, self.consumer, entry.id, reg.settings.results_maxlen]
-        for name, value in {**result.fields, "worker": self.consumer}.items():
-            args += [name, value]
-        owned = self.commit(keys=[reg.stream, state.gear.results_key(reg.camera)], args=args)
-        if not owned:
+        if not self.write(state, entry, result, read_ms):
             log.warning(
                 "gear %s: %s was reclaimed by another worker; result dropped", reg.id, entry.id
             )
             return 0
         state.processed += 1
-        timings = dict(result.timings_ms)
-        timings["read"] = read_ms + timings.pop("decode", 0.0)  # Redis read + JPEG decode
-        self.write_series(state, entry, result, timings, store_at)
         return 1
 
-    def write_series(
-        self,
-        state: GearState,
-        entry: Entry,
-        result: Result,
-        timings: dict[str, float],
-        store_at: float,
-    ) -> None:
-        """Newest values into camera:<id>:latest; samples into the time series when on."""
+    def write(self, state: GearState, entry: Entry, result: Result, read_ms: float) -> bool:
+        """The result, the entry's acknowledgement, rva:stats, camera:<id>:latest and the
+        samples, in one script (one round trip): nothing is written unless this worker still
+        owns the entry. False when it does not (another worker took it over)."""
         reg, ts = state.registration, entry.timestamp_ms
+        timings = dict(result.timings_ms)
+        timings["read"] = read_ms + timings.pop("decode", 0.0)  # Redis read + JPEG decode
         samples = dict(result.samples)
         for stage in keys.STAGES:
             if stage in timings:
                 samples[f"prf_{stage}"] = timings[stage]
-        samples["prf_store"] = (time.perf_counter() - store_at) * 1e3
-        samples["prf_total"] = sum(timings.get(s, 0.0) for s in keys.STAGES) + samples["prf_store"]
+        # The store's own time is known once it is done: the previous result's is written.
+        samples["prf_store"] = state.store_ms
+        samples["prf_total"] = sum(timings.get(s, 0.0) for s in keys.STAGES) + state.store_ms
         in_fps = self.input_rate(state, entry)
         if in_fps is not None:
             samples["in_fps"] = in_fps
@@ -333,50 +386,60 @@ class Worker:
         if out_fps is not None:
             samples["out_fps"] = out_fps
         samples = {k: round(float(v), 3) for k, v in samples.items()}
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hincrby(keys.STATS, f"{reg.camera}:processed", 1)
-        pipe.hset(keys.latest(reg.camera), mapping={**samples, "ts": ts})
-        held = self.timeseries and self.clock_behind(reg, entry)
-        if self.timeseries and not held:
-            args: list[str | int | float] = []
-            for metric, value in samples.items():
-                args += [keys.series(reg.camera, metric), ts, value]
-            pipe.execute_command("TS.MADD", *args)
-        refused = 0
-        for reply in pipe.execute(raise_on_error=False):
-            if isinstance(reply, list):  # TS.MADD: a timestamp or an error per sample
-                failed = [r for r in reply if isinstance(r, redis.ResponseError)]
-                refused += len(failed)
-                if failed:
-                    warn.warning(
-                        "sample_refused",
-                        "gear %s: the time series refused %d of %d samples of frame %s: %s",
-                        reg.id,
-                        len(failed),
-                        len(reply),
-                        entry.id,
-                        failed[0],
-                    )
-            elif isinstance(reply, redis.ResponseError):
-                warn.warning("store", "gear %s: storing samples failed: %s", reg.id, reply)
-        if refused:
-            self.count(keys.ERRORS, reg.camera, "sample_refused", refused)
+        fields = {**result.fields, "worker": self.consumer}
+        latest = {**samples, "ts": ts}
+        series = [keys.series(reg.camera, m) for m in samples] if self.timeseries else []
+        args: list[str | int | float] = [
+            *(reg.group, self.consumer, entry.id, reg.settings.results_maxlen),
+            *(ts, CLOCK_SLACK_MS, f"{reg.camera}:processed"),
+        ]
+        for mapping in (fields, latest):
+            args.append(len(mapping))
+            for name, value in mapping.items():
+                args += [name, value]
+        if series:
+            args += samples.values()
+        results = state.gear.results_key(reg.camera)
+        store_at = time.perf_counter()
+        reply = self.store(
+            keys=[reg.stream, results, keys.STATS, keys.latest(reg.camera), *series], args=args
+        )
+        state.store_ms = (time.perf_counter() - store_at) * 1e3
+        if not reply[0]:
+            return False
+        held = bool(series) and self.clock_behind(reg, entry, int(reply[1]))
+        if len(reply) > 2:  # TS.MADD's reply: a timestamp or an error per sample, or one error
+            madd = reply[2]
+            failed = [r for r in madd if isinstance(r, Exception)] if isinstance(madd, list) else []
+            if isinstance(madd, Exception):
+                failed = [madd] * len(series)
+            if failed:
+                warn.warning(
+                    "sample_refused",
+                    "gear %s: the time series refused %d of %d samples of frame %s: %s",
+                    reg.id,
+                    len(failed),
+                    len(series),
+                    entry.id,
+                    failed[0],
+                )
+                self.count(keys.ERRORS, reg.camera, "sample_refused", len(failed))
         if held:
             self.count(keys.ERRORS, reg.camera, "samples_held", len(samples))
+        return True
 
-    def clock_behind(self, reg: Registration, entry: Entry) -> bool:
-        """Whether Redis's clock is behind this frame's id. Then the ids are not the frames'
-        times (they stay on the newest id's millisecond): the samples are held, never written
-        at a wrong time, until the clock has caught up (results are written all the same)."""
-        seconds, micros = self.client.time()
-        behind_ms = entry.timestamp_ms - (int(seconds) * 1000 + int(micros) // 1000)
-        if behind_ms > CLOCK_SLACK_MS:
+    def clock_behind(self, reg: Registration, entry: Entry, ahead_ms: int) -> bool:
+        """Whether Redis's clock is behind this frame's id (``ahead_ms``, by the store script).
+        Then the ids are not the frames' times (they stay on the newest id's millisecond): the
+        samples are held, never written at a wrong time, until the clock has caught up (results
+        are written all the same)."""
+        if ahead_ms > CLOCK_SLACK_MS:
             warn.warning(
                 "clock",
                 "gear %s: Redis's clock is %.0f s behind frame %s (the clock went back); "
                 "time series held until it catches up",
                 reg.id,
-                behind_ms / 1000,
+                ahead_ms / 1000,
                 entry.id,
             )
             self.clock_held = True
