@@ -38,3 +38,16 @@ def test_a_cut_jpeg_and_one_with_exif_are_left_to_opencv(
     exif = data[:2] + b"\xff\xe1\x00\x10Exif\x00\x00" + bytes(8) + data[2:]
     assert images._turbo_jpeg(exif) is None
     assert np.array_equal(images.decode(exif), _opencv(exif))
+
+
+def test_the_gears_fast_decode_is_within_a_few_levels_of_opencvs(
+    sample_frames: dict[int, np.ndarray],
+) -> None:
+    """The gear decodes with libjpeg-turbo's fast DCT and upsampling (its people counts are held
+    to the labels in test_count_labels.py): the same picture, a few grey levels apart."""
+    for frame in sample_frames.values():
+        data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+        fast, exact = images.decode(data, fast=True), _opencv(data)
+        assert fast.shape == exact.shape and not np.array_equal(fast, exact)
+        diff = np.abs(fast.astype(np.int16) - exact)
+        assert diff.mean() < 1.5 and np.percentile(diff, 99) <= 8, (diff.mean(), diff.max())

@@ -14,11 +14,13 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -96,35 +98,55 @@ READ_BATCH = 32
 OUT_RATE_EVERY_S = 1.0  # out_fps reads the results stream; once a second is plenty
 
 
-class NextFrameHint:
-    """Says on camera:<id>:next that this worker is about to take the camera's next frame,
-    without waiting for Redis's answer: on a connection of its own, each command's reply is
-    read just before the next one is sent (it came long before). A hint that cannot be sent
-    is dropped: capture goes by the result instead, a round trip later."""
+class Deferred:
+    """Writes on the frame's path whose replies the worker does not wait for: sent on a
+    connection of their own, their replies read later (at the start of the worker's next
+    round, those that have come; all of them at a clean stop) and handed to a callback. So the
+    worker asks for its next frame while Redis stores the last result, and the next-frame hint
+    costs no round trip.
+
+    If the link drops, the replies not read are lost with it: a hint is a hint (capture goes
+    by the result instead); a result whose reply is lost was written or, if not, its frame is
+    still pending and is taken over again after gear.claim_idle_ms (at least once)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.pool = client.connection_pool
         self.conn: redis.connection.AbstractConnection | None = None
-        self.unread = False
+        self.waiting: collections.deque[Callable[[object], None] | None] = collections.deque()
 
-    def send(self, camera: str, ref: str) -> None:
+    def send(self, *args: object, on_reply: Callable[[object], None] | None = None) -> None:
+        """Send a command; TRANSIENT errors are raised (the link is closed first)."""
         try:
             if self.conn is None:
                 self.conn = self.pool.make_connection()
-            if self.unread:
-                self.unread = False
-                self.conn.read_response()
-            self.conn.send_command("XADD", keys.next_frame(camera), "MAXLEN", 1, "*", "ref", ref)
-            self.unread = True
-        except redis.ResponseError:  # Redis full, say: the hint is lost, the link is fine
-            pass
+            self.conn.send_command(*args)
         except (*TRANSIENT, OSError):
             self.close()
+            raise
+        self.waiting.append(on_reply)
+
+    def collect(self, wait: bool = True) -> None:
+        """Read the replies that have come (all of them, with ``wait``) and hand them over."""
+        try:
+            while self.waiting and self.conn is not None:
+                if not wait and not self.conn.can_read(timeout=0):
+                    return
+                try:
+                    reply: object = self.conn.read_response()
+                except redis.ResponseError as exc:
+                    reply = exc
+                callback = self.waiting.popleft()
+                if callback is not None:
+                    callback(reply)
+        except (*TRANSIENT, OSError):
+            self.close()
+            raise
 
     def close(self) -> None:
         if self.conn is not None:
             self.conn.disconnect()
-        self.conn, self.unread = None, False
+        self.conn = None
+        self.waiting.clear()
 
 
 @dataclass
@@ -155,7 +177,7 @@ class Worker:
         self.store = self.client.register_script(STORE)
         self.prune = self.client.register_script(PRUNE)
         self.tally = Tally(self.client)  # counts kept while Redis refuses writes
-        self.hint = NextFrameHint(self.client)
+        self.deferred = Deferred(self.client)  # the hint and the results: see Deferred
 
     # -- set-up -------------------------------------------------------------------------
     def load_model(self, name: str) -> ModelBundle:
@@ -237,6 +259,7 @@ class Worker:
     # -- the loop -------------------------------------------------------------------------
     def step(self, block_ms: int = 1000) -> int:
         """One round: reclaim, read, downsample, process. Returns entries processed."""
+        self.deferred.collect(wait=False)  # the last round's writes: see Deferred
         done = 0
         for state in list(self.gears.values()):
             done += self.reclaim(state)
@@ -302,6 +325,7 @@ class Worker:
     def leave(self) -> None:
         """At a clean stop: this worker's consumer leaves the group unless entries are pending
         for it (those stay, for another worker to take over)."""
+        self.deferred.collect()  # the last writes done first
         for state in self.gears.values():
             reg = state.registration
             for c in self.client.xinfo_consumers(reg.stream, reg.group):
@@ -322,7 +346,10 @@ class Worker:
             nonlocal released
             if not released:
                 released = True
-                self.hint.send(reg.camera, entry.id)
+                with contextlib.suppress(*TRANSIENT):  # a hint lost: capture waits for the result
+                    self.deferred.send(
+                        "XADD", keys.next_frame(reg.camera), "MAXLEN", 1, "*", "ref", entry.id
+                    )
 
         try:
             try:
@@ -357,18 +384,14 @@ class Worker:
             pipe.execute()
             state.still += 1
             return 0
-        if not self.write(state, entry, result, read_ms):
-            log.warning(
-                "gear %s: %s was reclaimed by another worker; result dropped", reg.id, entry.id
-            )
-            return 0
-        state.processed += 1
+        self.write(state, entry, result, read_ms)
+        state.processed += 1  # taken back when the store's reply says another worker owns it
         return 1
 
-    def write(self, state: GearState, entry: Entry, result: Result, read_ms: float) -> bool:
+    def write(self, state: GearState, entry: Entry, result: Result, read_ms: float) -> None:
         """The result, the entry's acknowledgement, rva:stats, camera:<id>:latest and the
-        samples, in one script (one round trip): nothing is written unless this worker still
-        owns the entry. False when it does not (another worker took it over)."""
+        samples, in one script, sent without waiting for its reply (Deferred): nothing is
+        written unless this worker still owns the entry (see stored)."""
         reg, ts = state.registration, entry.timestamp_ms
         timings = dict(result.timings_ms)
         timings["read"] = read_ms + timings.pop("decode", 0.0)  # Redis read + JPEG decode
@@ -385,6 +408,7 @@ class Worker:
         out_fps = self.output_rate(state)
         if out_fps is not None:
             samples["out_fps"] = out_fps
+        store_at = time.perf_counter()
         samples = {k: round(float(v), 3) for k, v in samples.items()}
         fields = {**result.fields, "worker": self.consumer}
         latest = {**samples, "ts": ts}
@@ -399,34 +423,54 @@ class Worker:
                 args += [name, value]
         if series:
             args += samples.values()
-        results = state.gear.results_key(reg.camera)
-        store_at = time.perf_counter()
-        reply = self.store(
-            keys=[reg.stream, results, keys.STATS, keys.latest(reg.camera), *series], args=args
+        script_keys = [reg.stream, state.gear.results_key(reg.camera), keys.STATS]
+        script_keys += [keys.latest(reg.camera), *series]
+
+        def stored(reply: object) -> None:
+            if isinstance(reply, redis.exceptions.NoScriptError):  # Redis restarted empty
+                reply = self.store(keys=script_keys, args=args)  # loads it, then runs it
+            self.stored(state, entry, len(samples), len(series), reply)
+
+        self.deferred.send(
+            "EVALSHA", self.store.sha, len(script_keys), *script_keys, *args, on_reply=stored
         )
         state.store_ms = (time.perf_counter() - store_at) * 1e3
+
+    def stored(
+        self, state: GearState, entry: Entry, n_samples: int, n_series: int, reply: object
+    ) -> None:
+        """The store script's reply for ``entry``: [0] when another worker owns the entry now
+        (nothing written), else [1, ms the entry is ahead of Redis's clock, TS.MADD's reply
+        when the samples were written]."""
+        reg = state.registration
+        if isinstance(reply, redis.ResponseError):
+            raise reply  # Redis refuses writes, say: the run loop waits, the entry stays pending
+        assert isinstance(reply, list), reply
         if not reply[0]:
-            return False
-        held = bool(series) and self.clock_behind(reg, entry, int(reply[1]))
+            state.processed -= 1
+            log.warning(
+                "gear %s: %s was reclaimed by another worker; result dropped", reg.id, entry.id
+            )
+            return
+        held = bool(n_series) and self.clock_behind(reg, entry, int(reply[1]))
         if len(reply) > 2:  # TS.MADD's reply: a timestamp or an error per sample, or one error
             madd = reply[2]
             failed = [r for r in madd if isinstance(r, Exception)] if isinstance(madd, list) else []
             if isinstance(madd, Exception):
-                failed = [madd] * len(series)
+                failed = [madd] * n_series
             if failed:
                 warn.warning(
                     "sample_refused",
                     "gear %s: the time series refused %d of %d samples of frame %s: %s",
                     reg.id,
                     len(failed),
-                    len(series),
+                    n_series,
                     entry.id,
                     failed[0],
                 )
                 self.count(keys.ERRORS, reg.camera, "sample_refused", len(failed))
         if held:
-            self.count(keys.ERRORS, reg.camera, "samples_held", len(samples))
-        return True
+            self.count(keys.ERRORS, reg.camera, "samples_held", n_samples)
 
     def clock_behind(self, reg: Registration, entry: Entry, ahead_ms: int) -> bool:
         """Whether Redis's clock is behind this frame's id (``ahead_ms``, by the store script).
