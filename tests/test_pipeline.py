@@ -95,6 +95,9 @@ def test_pipeline_counts_people_with_boxes_in_frame_pixels(
             assert 0 <= x1 < x2 <= 767 and 0 <= y1 < y2 <= 575
     samples = client.execute_command("TS.RANGE", "camera:0:people", "-", "+")
     assert len(samples) >= 10 and max(float(v) for _, v in samples) >= 2
+    # Each worker says on camera:0:next which frame it last ran the model on (one entry kept).
+    (_, hint), *rest = client.xrevrange(keys.next_frame("0"))
+    assert rest == [] and hint[b"ref"].decode() in {r["ref"] for _, r in _results(client)}
     latest = {k.decode(): float(v) for k, v in client.hgetall(keys.latest("0")).items()}
     assert 5 <= latest["in_fps"] <= 15  # vtest.avi is 10 fps, paced natively
     assert latest["prf_model"] > 0 and latest["prf_total"] >= latest["prf_model"]
@@ -170,6 +173,47 @@ def test_worker_killed_mid_frame_its_entry_is_reclaimed_nothing_lost_or_doubled(
     assert [r["ref"] for _, r in _results(client)] == [entry]
     if not already:
         assert client.hget(keys.STATS, "0:reclaimed") == b"1"
+
+
+def test_at_max_rate_capture_sends_the_next_frame_on_a_hint_for_the_last_one(
+    redis_ts: RedisServer,
+) -> None:
+    """rate = "max": capture waits for the worker's hint (camera:<id>:next) or the result of
+    the frame it sent last; an answer about an older frame does not count; with none, it sends
+    the next after its timeout."""
+    import threading
+
+    from rva.services.capture import ResultFollower
+
+    client = redis_ts.client()
+    follow = ResultFollower(client, "0", timeout_ms=20_000)
+    follow.wait()  # the first frame goes out at once
+    older = client.xadd(keys.frames("0"), {"image": b"x"})
+    sent = client.xadd(keys.frames("0"), {"image": b"x"})
+    follow.sent(sent)
+    said: dict[str, float] = {}
+
+    def answer() -> None:
+        time.sleep(0.5)
+        client.xadd(keys.results("0"), {"ref": older, "people": 0})  # late, for an older frame
+        said["older"] = time.monotonic()
+        time.sleep(0.5)
+        said["hint"] = time.monotonic()
+        client.xadd(keys.next_frame("0"), {"ref": sent}, maxlen=1)
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    follow.wait()
+    returned = time.monotonic()
+    thread.join()
+    assert said["older"] < said["hint"] <= returned < said["hint"] + 10  # not the timeout
+    # The result of that frame, after its hint, is no answer for the next frame.
+    client.xadd(keys.results("0"), {"ref": sent, "people": 0})
+    follow.sent(client.xadd(keys.frames("0"), {"image": b"x"}))
+    follow.timeout_ms = 300
+    started = time.monotonic()
+    follow.wait()
+    assert time.monotonic() - started >= 0.3
 
 
 def test_a_worker_that_lost_its_entry_cannot_write_a_second_result(
