@@ -41,8 +41,7 @@ class Runtime:
     def tick(self, status: str | None = None) -> None:
         """Call from the main loop: pings the watchdog and updates the status line."""
         self.notifier.watchdog()
-        if status is not None:
-            self.notifier.status(status)
+        self.notifier.status(status)  # None: the newest line, if it waits to be sent
 
     def beat(self, client: redis.Redis, every: float = 2.0) -> None:
         """Record that this process is alive, for `rva status` and /healthz."""

@@ -38,8 +38,12 @@ def notify(state: str) -> bool:
         return False
 
 
+STATUS_EVERY_S = 1.0
+
+
 class Notifier:
-    """READY once, STATUS on change, WATCHDOG no more often than needed."""
+    """READY once, STATUS on change but at most once a second (a gear's status changes with
+    every frame: each message is work for systemd too), WATCHDOG no more often than needed."""
 
     def __init__(self) -> None:
         usec = os.environ.get("WATCHDOG_USEC")
@@ -47,16 +51,22 @@ class Notifier:
         wanted = usec and (not pid or pid == str(os.getpid()))
         self.watchdog_interval = int(usec) / 2e6 if wanted and usec else None
         self._last_ping = 0.0
-        self._status = ""
+        self._status = ""  # the newest status; sent when it is not the one systemd has
+        self._sent, self._sent_at = "", 0.0
 
     def ready(self, status: str) -> None:
-        self._status = status
+        self._status = self._sent = status
         notify(f"READY=1\nSTATUS={status}")
 
-    def status(self, status: str) -> None:
-        if status != self._status:
+    def status(self, status: str | None = None) -> None:
+        """A new status line; sent now, or with a later call (any status() or tick, the newest
+        line) once STATUS_EVERY_S has passed since the last one sent."""
+        if status is not None:
             self._status = status
-            notify(f"STATUS={status}")
+        now = time.monotonic()
+        if self._status != self._sent and now - self._sent_at >= STATUS_EVERY_S:
+            self._sent, self._sent_at = self._status, now
+            notify(f"STATUS={self._status}")
 
     def stopping(self, status: str = "stopping") -> None:
         notify(f"STOPPING=1\nSTATUS={status}")
