@@ -96,6 +96,10 @@ PRUNE_AFTER_MS = 5000
 CLOCK_SLACK_MS = 1000
 READ_BATCH = 32
 OUT_RATE_EVERY_S = 1.0  # out_fps reads the results stream; once a second is plenty
+# While frames keep coming, the stages this worker stands in for (tracking, counting) run once
+# this often on the results written meanwhile, not after every frame: their reads and their
+# commit are round trips to Redis the next frame would wait for. Counts are this much later.
+STAGES_EVERY_S = 0.2
 
 
 class Deferred:
@@ -574,18 +578,20 @@ def run(
     runtime.notifier.ready(worker.status_line())
     if not worker.timeseries:
         log.warning("RedisTimeSeries is not available: time series are OFF")
-    processed, last_refresh, stages_ready = 0, time.monotonic(), False
+    processed, last_refresh, stages_ready, stages_at = 0, time.monotonic(), False, 0.0
     # Redis refusing writes (memory full, a snapshot it cannot save): wait a little, say it,
     # read on when it lets us; what could not be counted is counted when it can (the tally).
     refusals = Backoff(base=0.5, cap=5.0)
     while not runtime.stop.is_set() and not (max_entries and processed >= max_entries):
         try:
-            processed += worker.step()
-            if runner:
+            done = worker.step()
+            processed += done
+            if runner and (not done or time.monotonic() - stages_at >= STAGES_EVERY_S):
                 if not stages_ready:
                     runner.prepare()
                     stages_ready = True
                 runner.step()
+                stages_at = time.monotonic()
             if time.monotonic() - last_refresh > 10:
                 worker.prepare()
                 if runner:
@@ -631,5 +637,7 @@ def run(
         worker.leave()
     if runner:
         with contextlib.suppress(*TRANSIENT, redis.ResponseError):
+            if stages_ready:
+                runner.step()  # the results written since the stages' last round
             runner.release()
     return processed
