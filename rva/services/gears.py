@@ -579,6 +579,7 @@ def run(
     if not worker.timeseries:
         log.warning("RedisTimeSeries is not available: time series are OFF")
     processed, last_refresh, stages_ready, stages_at = 0, time.monotonic(), False, 0.0
+    reachable = True  # Redis answered the last round (else a stop leaves without goodbyes)
     # Redis refusing writes (memory full, a snapshot it cannot save): wait a little, say it,
     # read on when it lets us; what could not be counted is counted when it can (the tally).
     refusals = Backoff(base=0.5, cap=5.0)
@@ -600,9 +601,11 @@ def run(
             worker.tally.flush()
             backoff.reset()
             refusals.reset()
+            reachable = True
             runtime.tick(worker.status_line() + (f"; {runner.status_line()}" if runner else ""))
             runtime.beat(client)
         except TRANSIENT as exc:
+            reachable = False
             if runner:
                 runner.lost_redis()
             runtime.tick(f"Redis unreachable: {exc}")
@@ -633,6 +636,9 @@ def run(
             except redis.ResponseError as again:
                 if not refused_write(again):
                     raise
+    if not reachable:  # nothing to tidy in a Redis that is not there: each try is retried
+        log.info("stopping while Redis is unreachable: pending entries stay for the group")
+        return processed
     with contextlib.suppress(*TRANSIENT, redis.ResponseError):
         worker.leave()
     if runner:
