@@ -41,7 +41,7 @@ def rollup(camera: str, aggregation: str, minutes: int) -> str:
 
 
 def next_frame(camera: str) -> str:
-    """Stream (one entry kept) on which a gears worker says, just before it stores a result,
+    """Stream (one entry kept) on which a gears worker says, once the model has run on a frame,
     that it will take the next frame: capture with rate = "max" sends it then, so that it is
     in the stream when the worker comes back for it. Field: ref (the frame just finished)."""
     return f"camera:{camera}:next"
@@ -55,8 +55,14 @@ def latest(camera: str) -> str:
 
 def id_ms(entry_id: bytes | str) -> int:
     """A stream id's milliseconds part: the time Redis (or the writer) stamped the entry."""
+    return id_order(entry_id)[0]
+
+
+def id_order(entry_id: bytes | str) -> tuple[int, int]:
+    """A stream id as (milliseconds, sequence), which compare in the stream's order."""
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return int(text.split("-", 1)[0])
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def model(name: str) -> str:

@@ -91,14 +91,9 @@ class Lane:
         self.runtime.beat(client)
 
 
-def _id(entry_id: bytes | str) -> tuple[int, int]:
-    ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
-    return int(ms), int(seq or 0)
-
-
 class ResultFollower:
     """rate = "max": each frame is sent once the gears are done with the one before: when a
-    worker says it will take the next (camera:<id>:next, just before it stores its result) or
+    worker says it will take the next (camera:<id>:next, once the model has run on it) or
     the result itself is written, whichever comes first; or after a timeout (a frame lost,
     the gears not running)."""
 
@@ -111,7 +106,7 @@ class ResultFollower:
         self.waiting_for: tuple[int, int] | None = None  # the id of the frame sent last
 
     def sent(self, entry_id: bytes | str) -> None:
-        self.waiting_for = _id(entry_id)
+        self.waiting_for = keys.id_order(entry_id)
 
     def wait(self) -> None:
         if self.waiting_for is None:  # the first frame goes out at once
@@ -126,7 +121,7 @@ class ResultFollower:
                 self.streams[stream.decode()] = entries[-1][0]
                 for _entry, fields in entries:
                     ref = fields.get(b"ref")
-                    done = done or ref is None or _id(ref) >= self.waiting_for
+                    done = done or ref is None or keys.id_order(ref) >= self.waiting_for
             if done:
                 break
         self.waiting_for = None
@@ -252,7 +247,7 @@ def run(
     # A live camera delivers at its own rate (an RTSP camera at 25 fps, a webcam that ignores
     # the rate asked for): keep cameras.<id>.fps of its frames.
     throttle = Throttle(cam.fps if camera.paced else 0.0)
-    # rate = "max" on a file or image: send the next frame as soon as the gears have answered
+    # rate = "max" on a file or image: send the next frame as soon as the gears are done with
     # the previous one, so the pipeline runs flat out without piling up frames it would skip.
     follow = ResultFollower(client, camera_id) if cam.rate == "max" and not camera.paced else None
     encode_params = [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg_quality]

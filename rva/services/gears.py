@@ -160,7 +160,7 @@ class GearState:
     last_count: tuple[int, int] | None = None  # (frame count, ms) of the last processed entry
     last_claim: float = 0.0
     last_out_rate: float = 0.0  # monotonic time out_fps was last measured
-    store_ms: float = 0.0  # how long the last result's store took
+    store_ms: float = 0.0  # the last result's store on this worker's path (build and send)
     processed: int = 0
     skipped: int = 0
     still: int = 0  # frames the motion gate (in this worker) kept from the detector
@@ -356,10 +356,7 @@ class Worker:
                     )
 
         try:
-            try:
-                result = state.gear.handle(entry, release)
-            finally:  # done with this entry whatever came of it
-                release()
+            result = state.gear.handle(entry, release)
         except GearError as exc:
             warn.warning(exc.kind, "gear %s: %s; skipped", reg.id, exc)
             self.client.xack(reg.stream, reg.group, entry.id)
@@ -381,6 +378,8 @@ class Worker:
             self.client.xack(reg.stream, reg.group, entry.id)
             self.count(keys.ERRORS, reg.camera, "gear_failed")
             return 0
+        finally:  # done with this entry whatever came of it (a no-op when the gear released it)
+            release()
         if result is None:  # a still frame, by the motion gate: nothing new to detect
             pipe = self.client.pipeline(transaction=False)
             pipe.xack(reg.stream, reg.group, entry.id)
@@ -459,9 +458,10 @@ class Worker:
         held = bool(n_series) and self.clock_behind(reg, entry, int(reply[1]))
         if len(reply) > 2:  # TS.MADD's reply: a timestamp or an error per sample, or one error
             madd = reply[2]
-            failed = [r for r in madd if isinstance(r, Exception)] if isinstance(madd, list) else []
             if isinstance(madd, Exception):
                 failed = [madd] * n_series
+            else:
+                failed = [r for r in madd if isinstance(r, Exception)]
             if failed:
                 warn.warning(
                     "sample_refused",
