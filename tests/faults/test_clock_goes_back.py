@@ -16,6 +16,7 @@ right), samples are written again by themselves.
 from __future__ import annotations
 
 import glob
+import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -32,9 +33,9 @@ from tests.faults.conftest import (
     assert_nothing_counted_twice,
     errors,
     healthz,
-    log_text,
     metric,
     stops_cleanly,
+    wait_log,
 )
 
 ZONE = {"polygon": [[200, 200], [460, 200], [460, 320], [200, 320]]}  # occupancy per frame
@@ -105,7 +106,7 @@ def test_time_going_back_holds_the_series_says_so_and_recovers(
     ahead = server_ms(client) + 72 * 3600_000
     client.execute_command("TS.ADD", prf_total, ahead, 0)
     wait_for(lambda: errors(client).get("0:sample_refused", 0) > 0, 30, what="refusals counted")
-    assert "the time series refused 1 of" in log_text(svc, procs["gears"])
+    wait_log(svc, procs["gears"], re.escape("the time series refused 1 of"), timeout=10)
     assert any("sample_refused" in p for p in all_problems(healthz(port)))
     assert (metric(port, "rva_errors_total", camera="0", kind="sample_refused") or 0) > 0
     client.execute_command("TS.DEL", prf_total, ahead, ahead)  # the fault gone
@@ -136,7 +137,7 @@ def test_time_going_back_holds_the_series_says_so_and_recovers(
     assert said.returncode == 1 and BEHIND in said.stdout and "Traceback" not in said.stderr
     latest = {k.decode(): float(v) for k, v in client.hgetall(keys.latest("0")).items()}
     assert latest.get("out_fps", 0) < 100, latest  # not 9000 from ids on one millisecond
-    assert "time series held until it catches up" in log_text(svc, procs["gears"])
+    wait_log(svc, procs["gears"], re.escape("time series held until it catches up"), timeout=10)
 
     # (c) The clock is set right (NTP): samples are written again, with no restart.
     clock.write_text("+0\n")
@@ -144,7 +145,8 @@ def test_time_going_back_holds_the_series_says_so_and_recovers(
     wait_for(lambda: samples(client, people) > held_at[people] + 3, 60, what="samples again")
     wait_for(lambda: samples(client, occupancy) > held_at[occupancy] + 3, 60)
     assert healthz(port)["cameras"]["0"]["frame_age_s"] >= 0
-    assert "clock caught up; time series written again" in log_text(svc, procs["gears"])
+    caught_up = re.escape("clock caught up; time series written again")
+    wait_log(svc, procs["gears"], caught_up, timeout=10)
     assert_nothing_counted_twice(client)
     for name, proc in procs.items():
         assert proc.poll() is None, name

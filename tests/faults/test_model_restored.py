@@ -19,6 +19,7 @@ from tests.faults.conftest import (
     assert_nothing_counted_twice,
     log_text,
     stops_cleanly,
+    wait_log,
 )
 
 MODEL = keys.model("yolov3-tiny")
@@ -42,7 +43,8 @@ def test_the_model_is_stored_again_by_a_running_worker_or_from_the_cache(
     client = server.client()
     assert not client.exists(MODEL)
     wait_for(lambda: client.exists(MODEL), 60, what="the model stored again by the worker")
-    assert "model yolov3-tiny was gone from Redis; stored it again" in log_text(svc, first)
+    # The worker logs after it has stored the model: wait for the line, do not race it.
+    wait_log(svc, first, "model yolov3-tiny was gone from Redis; stored it again", timeout=10)
 
     # A worker that starts now, with no model cache of its own, loads it from Redis.
     empty = tmp_path / "no-models"
