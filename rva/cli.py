@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common(argparse.SUPPRESS)
     parser = argparse.ArgumentParser(prog="rva", description=__doc__, parents=[_common()])
     parser.add_argument("--version", action="version", version=f"rva {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Not required=True: `rva --bogus` would then be told that COMMAND is missing instead of
+    # which option it does not know (see parse).
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, helptext: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=helptext, description=helptext, parents=[common])
@@ -221,8 +223,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; a wrong option is named before a missing COMMAND is reported."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        parser.error("the following arguments are required: COMMAND")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     from rva.systemd import setup_logging
 
     try:

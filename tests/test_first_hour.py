@@ -96,6 +96,25 @@ def test_rva_web_port_out_of_range_is_a_usage_error() -> None:
     assert "argument --port: 99999 is not a TCP port (1 to 65535)" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--bogus", "status"], "unrecognized arguments: --bogus"),
+        (["status", "--bogus"], "unrecognized arguments: --bogus"),
+        (["bogus"], "argument COMMAND: invalid choice: 'bogus'"),
+        ([], "the following arguments are required: COMMAND"),
+        (["models"], "the following arguments are required: ACTION"),
+    ],
+)
+def test_a_wrong_command_line_names_what_is_wrong(args: list[str], said: str) -> None:
+    proc = rva(*args, timeout=60)
+    no_traceback(proc)
+    assert proc.returncode == 2, proc.stderr
+    assert said in proc.stderr, proc.stderr
+    assert "usage: rva" in proc.stderr
+
+
 @pytest.mark.parametrize("command", [["status"], ["init"], ["web"], ["top", "--once"], ["gears"]])
 def test_a_redis_url_without_its_scheme_is_a_message(command: list[str], tmp_path: Path) -> None:
     reason = (
