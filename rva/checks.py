@@ -99,7 +99,7 @@ def source(key: str, value: str, root: Path | None = None) -> list[Finding]:
 
 
 def _video_device(key: str, node: str, root: Path | None) -> list[Finding]:
-    from rva.services.sources import query_v4l2
+    from rva.camera.v4l2 import query_v4l2
 
     try:
         mode = os.stat(_on(root, node)).st_mode
@@ -143,7 +143,7 @@ def _url(key: str, value: str) -> list[Finding]:
 def _file(key: str, path: Path, root: Path | None) -> list[Finding]:
     import cv2
 
-    from rva.services.sources import IMAGE_SUFFIXES
+    from rva.camera import IMAGE_SUFFIXES
 
     there = _on(root, path)
     if not there.is_file():

@@ -15,3 +15,10 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_GROUP = "rva-gears"
 DEFAULT_MODEL = "yolov3-tiny"
 DEFAULT_GEAR = "people_counter"
+
+# The plugin names a config may use, declared here so that checking a config file imports no
+# plugin package (rva.gears and rva.models.backends import the config: reading the names from
+# their registries made an import circle). Adding a gear or a backend adds its name here;
+# tests/test_layout.py fails when a registry and these lists disagree.
+GEAR_TYPES = ("people_counter",)
+BACKENDS = ("onnxruntime", "opencv")

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from rva.models import manifest, store  # noqa: E402 - the checkout's rva, wherever run from
 from rva.models.detector import Detector  # noqa: E402
-from rva.services.labels import Label, load  # noqa: E402
+from rva.tools.labels import Label, load  # noqa: E402
 
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 SETTINGS = [

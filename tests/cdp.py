@@ -4,7 +4,7 @@ messages ending in NUL on fds 3 and 4), standard library only.
 Used where --dump-dom is not enough: to see the browser being asked for credentials (the
 Fetch.authRequired event is what makes a desktop browser show its login dialog) and to answer
 as a person typing them in would; to watch every request the page makes and its status.
-Chromium only ever talks to 127.0.0.1, as in tests/test_browser.py.
+Chromium only ever talks to 127.0.0.1, as in tests/services/web/test_browser.py.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Python's usual handler, so the processes it starts begin with the default action again.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+DATA = ROOT / "tests" / "data"  # hand labels
 CACHE = Path(os.environ.get("RVA_CACHE") or ROOT / ".cache")
 MODEL_CACHE = Path(os.environ.get("RVA_MODEL_CACHE") or CACHE / "models")
 REDIS_STACK = CACHE / "redis-stack"

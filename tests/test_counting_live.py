@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rva import keys
 from tests.conftest import RedisServer, Services, free_port, wait_for
-from tests.test_web import MjpegClient, get_json, http_get
+from tests.services.web.test_web import MjpegClient, get_json, http_get
 
 ServicesFactory = Callable[[Path], Services]
 ROOT = Path(__file__).resolve().parent.parent

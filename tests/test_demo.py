@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CACHE, MODEL_CACHE, ROOT, free_port, wait_for
-from tests.test_web import get_json, http_get
+from tests.services.web.test_web import get_json, http_get
 
 STOP_WITHIN_S = 12.0  # one Ctrl-C to nothing left; the script's own SIGKILL comes at 10 s
 

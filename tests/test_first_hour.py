@@ -382,7 +382,7 @@ def test_config_check_looks_under_another_root(tmp_path: Path) -> None:
 
 
 def _page(tmp: Path, port: int, *args: str) -> str:
-    from tests.test_browser import chromium
+    from tests.services.web.test_browser import chromium
 
     return chromium(tmp, f"http://127.0.0.1:{port}/", *args).stdout
 
@@ -392,7 +392,7 @@ def _line_columns(shot_path: Path) -> list[tuple[int, int]]:
     import cv2
     import numpy as np
 
-    from tests.test_browser import CHART_LINE, _video_rect
+    from tests.services.web.test_browser import CHART_LINE, _video_rect
 
     shot = cv2.imread(str(shot_path), cv2.IMREAD_COLOR)
     assert shot is not None
@@ -416,8 +416,8 @@ def test_page_and_status_show_a_stopped_gear_numbers_as_stale(tmp_path: Path) ->
     the chart leaves the stop as a gap once counting resumes."""
     import re
 
-    from tests.test_browser import CHROMIUM, WINDOW, dom_texts
-    from tests.test_web import results_flowing, running_pipeline
+    from tests.services.web.test_browser import CHROMIUM, WINDOW, dom_texts
+    from tests.services.web.test_web import results_flowing, running_pipeline
 
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not installed")

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from rva import keys
-from rva.services import health, metrics
+from rva import health, keys
+from rva.services.web import metrics
 from tests.conftest import RedisServer, Services, wait_for, write_config
 
 ServicesFactory = Callable[[Path], Services]

@@ -183,7 +183,7 @@ def test_at_max_rate_capture_sends_the_next_frame_on_a_hint_for_the_last_one(
     the next after its timeout."""
     import threading
 
-    from rva.services.capture import ResultFollower
+    from rva.services.capture.service import ResultFollower
 
     client = redis_ts.client()
     follow = ResultFollower(client, "0", timeout_ms=20_000)
@@ -221,7 +221,7 @@ def test_a_worker_that_lost_its_entry_cannot_write_a_second_result(
 ) -> None:
     from rva.config import load
     from rva.runtime import Runtime
-    from rva.services.gears import Worker
+    from rva.services.gears.worker import Worker
 
     cfg_path = write_config(tmp_path / "rva.toml", redis_ts.url, vtest_path)
     services(cfg_path).run("init")

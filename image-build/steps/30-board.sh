@@ -124,7 +124,8 @@ copy_tree_files() {
         install -D -m "$(stat -c %a "$REPO/rootfs/$rel")" -o root -g root "$REPO/rootfs/$rel" "$ROOT/$rel"
     done
 }
-mapfile -t firstboot_files < <(cd "$REPO/rootfs" && find usr/lib/rva-firstboot -type f && \
+# (Bytecode a test run left in the checkout stays out of the image.)
+mapfile -t firstboot_files < <(cd "$REPO/rootfs" && find usr/lib/rva-firstboot -type f -not -path "*/__pycache__/*" && \
     find usr/lib/systemd/system -maxdepth 1 \( -name 'rva-firstboot*' -o -name 'rva-grow*' \
         -o -name 'rva-mdns-port*' \) -type f)
 copy_tree_files "${firstboot_files[@]}"

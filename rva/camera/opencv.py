@@ -1,0 +1,121 @@
+"""Sources read through cv2.VideoCapture (V4L2 devices, network streams, video files, GStreamer
+pipelines when OpenCV was built with it) and still images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from rva.camera.base import (
+    STREAM_OPEN_TIMEOUT_MS,
+    STREAM_READ_TIMEOUT_MS,
+    Camera,
+    SourceError,
+)
+
+
+class OpenCVCamera(Camera):
+    """V4L2 devices, network streams and video files through cv2.VideoCapture."""
+
+    def __init__(
+        self,
+        target: str | int,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        kind: str,
+        resize: bool = False,
+    ) -> None:
+        super().__init__(width, height, fps, resize=resize or kind == "v4l2")
+        self.target, self.kind = target, kind
+        self.description = "GStreamer pipeline" if kind == "gstreamer" else f"{kind} {target}"
+        self.capture: cv2.VideoCapture | None = None
+        self.file_fps = 0.0
+
+    def open(self) -> None:
+        if self.kind == "file" and not Path(str(self.target)).is_file():
+            raise SourceError(f"video file not found: {self.target}")
+        api = {"v4l2": cv2.CAP_V4L2, "gstreamer": cv2.CAP_GSTREAMER}.get(self.kind, cv2.CAP_ANY)
+        if self.kind == "stream":
+            timeouts = [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                STREAM_OPEN_TIMEOUT_MS,
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                STREAM_READ_TIMEOUT_MS,
+            ]
+            cap = cv2.VideoCapture(self.target, api, timeouts)
+        else:
+            cap = cv2.VideoCapture(self.target, api)
+        if not cap.isOpened():
+            raise SourceError(f"cannot open {self.description}")
+        if self.kind == "v4l2":
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+            cap.set(cv2.CAP_PROP_FPS, self.fps)
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # newest frame, not a queue of stale ones
+        self.file_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        self.capture = cap
+
+    def read(self) -> np.ndarray:
+        if self.capture is None:
+            raise SourceError(f"{self.description} is not open")
+        ok, frame = self.capture.read()
+        if not ok and self.kind == "file":  # end of file: loop
+            self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self.capture.read()
+        if not ok or frame is None:
+            raise SourceError(f"{self.description} delivered no frame")
+        return self._sized(frame)
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
+
+    @property
+    def paced(self) -> bool:
+        return self.kind != "file"
+
+    @property
+    def native_fps(self) -> float:
+        return self.file_fps
+
+
+class StillImage(Camera):
+    """One image, delivered again and again (tests, demos, a fixed scene)."""
+
+    def __init__(self, path: str, width: int, height: int, fps: float, *, resize: bool = False):
+        super().__init__(width, height, fps, resize=resize)
+        self.path, self.description = path, f"image {path}"
+        self.frame: np.ndarray | None = None
+
+    def open(self) -> None:
+        frame = cv2.imread(self.path, cv2.IMREAD_COLOR)
+        if frame is None:
+            raise SourceError(f"cannot read image {self.path}")
+        self.frame = self._sized(frame)
+        # The same frame every time, read-only: no 1 MB copy per frame (a still scene should
+        # cost next to nothing), and a caller that tried to draw on it would fail loudly.
+        self.frame.setflags(write=False)
+
+    def read(self) -> np.ndarray:
+        if self.frame is None:
+            raise SourceError(f"{self.description} is not open")
+        return self.frame
+
+    @property
+    def paced(self) -> bool:
+        return False
+
+
+def jetson_csi_pipeline(sensor: int, width: int, height: int, fps: float) -> str:
+    """A CSI camera on a Jetson through Argus, converted to BGR for OpenCV; newest frame only."""
+    return (
+        f"nvarguscamerasrc sensor-id={sensor} ! "
+        f"video/x-raw(memory:NVMM),width={width},height={height},framerate={round(fps)}/1 ! "
+        "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! "
+        "appsink drop=true max-buffers=1"
+    )

@@ -1,0 +1,125 @@
+"""/metrics: the appliance's state in Prometheus text format, read from Redis at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rva import keys
+from rva.health import Snapshot
+
+
+class RvaCollector(Collector):
+    def __init__(
+        self,
+        take_snapshot: Callable[[], Snapshot],
+        take_counts: Callable[[], dict[str, dict[str, int]]] | None = None,
+        take_rejected: Callable[[], dict[str, dict[str, int]]] | None = None,
+    ) -> None:
+        self.take_snapshot = take_snapshot
+        self.take_counts = take_counts
+        self.take_rejected = take_rejected
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.take_snapshot()
+        up = GaugeMetricFamily("rva_redis_up", "1 when Redis answers")
+        up.add_metric([], 1.0 if snap.redis else 0.0)
+        yield up
+        ts = GaugeMetricFamily("rva_timeseries_enabled", "1 when RedisTimeSeries is available")
+        ts.add_metric([], 1.0 if snap.timeseries else 0.0)
+        yield ts
+        people = GaugeMetricFamily(
+            "rva_people", "People in the newest processed frame", labels=["camera"]
+        )
+        fps = GaugeMetricFamily(
+            "rva_fps", "Frames per second into and out of the gear", labels=["camera", "direction"]
+        )
+        stage = GaugeMetricFamily(
+            "rva_stage_milliseconds",
+            "Time per stage for the newest frame",
+            labels=["camera", "stage"],
+        )
+        frame_age = GaugeMetricFamily(
+            "rva_frame_age_seconds", "Age of the newest captured frame", labels=["camera"]
+        )
+        result_age = GaugeMetricFamily(
+            "rva_result_age_seconds", "Age of the newest result", labels=["camera"]
+        )
+        lag = GaugeMetricFamily(
+            "rva_gear_lag_entries", "Frames not yet delivered to a worker", labels=["camera"]
+        )
+        pending = GaugeMetricFamily(
+            "rva_gear_pending_entries", "Frames delivered, not yet acknowledged", labels=["camera"]
+        )
+        frames = CounterMetricFamily(
+            "rva_frames", "Frames by outcome", labels=["camera", "outcome"]
+        )
+        errors = CounterMetricFamily(
+            "rva_errors", "Bad input skipped, by kind", labels=["camera", "kind"]
+        )
+        for cam, st in snap.cameras.items():
+            if st.people is not None:
+                people.add_metric([cam], st.people)
+            for direction in ("in", "out"):
+                if f"{direction}_fps" in st.latest:
+                    fps.add_metric([cam, direction], st.latest[f"{direction}_fps"])
+            for name in keys.STAGES:
+                if f"prf_{name}" in st.latest:
+                    stage.add_metric([cam, name], st.latest[f"prf_{name}"])
+            if st.frame_age_s is not None:
+                frame_age.add_metric([cam], st.frame_age_s)
+            if st.result_age_s is not None:
+                result_age.add_metric([cam], st.result_age_s)
+            if st.gear_lag is not None:
+                lag.add_metric([cam], st.gear_lag)
+            if st.gear_pending is not None:
+                pending.add_metric([cam], st.gear_pending)
+            for outcome, n in sorted(st.counters.items()):
+                frames.add_metric([cam, outcome], n)
+            for kind, n in sorted(st.errors.items()):
+                errors.add_metric([cam, kind], n)
+        yield from (people, fps, stage, frame_age, result_age, lag, pending, frames, errors)
+        if self.take_counts and snap.redis:
+            yield from self.counting(self.take_counts())
+        if self.take_rejected:
+            rejected = CounterMetricFamily(
+                "rva_web_frames_rejected",
+                "Frames rva web did not decode for /video (oversized, corrupt, ...), by kind",
+                labels=["camera", "kind"],
+            )
+            for cam, kinds in self.take_rejected().items():
+                for kind, n in sorted(kinds.items()):
+                    rejected.add_metric([cam, kind], n)
+            yield rejected
+
+    @staticmethod
+    def counting(totals: dict[str, dict[str, int]]) -> Iterator[Metric]:
+        crossings = CounterMetricFamily(
+            "rva_line_crossings",
+            "People who crossed a counting line, since install",
+            labels=["camera", "line", "direction"],
+        )
+        occupancy = GaugeMetricFamily(
+            "rva_zone_occupancy", "People in a zone now", labels=["camera", "zone"]
+        )
+        for cam, fields in totals.items():
+            for field, n in sorted(fields.items()):
+                kind, name, *rest = field.split(":")
+                if kind == "line" and rest:
+                    crossings.add_metric([cam, name, rest[0]], n)
+                elif kind == "zone":
+                    occupancy.add_metric([cam, name], n)
+        yield from (crossings, occupancy)
+
+
+def render(
+    take_snapshot: Callable[[], Snapshot],
+    take_counts: Callable[[], dict[str, dict[str, int]]] | None = None,
+    take_rejected: Callable[[], dict[str, dict[str, int]]] | None = None,
+) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RvaCollector(take_snapshot, take_counts, take_rejected))
+    return generate_latest(registry)

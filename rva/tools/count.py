@@ -1,0 +1,175 @@
+"""rva count: the gear's detection path, offline, over a video or image — no Redis involved.
+
+With labels (rva.tools.labels) only the labelled frames are run, and each is scored."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import cv2
+import numpy as np
+
+from rva.analytics.counting import Counter, FrameOutcome
+from rva.camera import IMAGE_SUFFIXES
+from rva.models.detector import Detections, Detector
+from rva.tools.labels import Score
+
+
+class CountError(Exception):
+    pass
+
+
+def frames(source: str) -> Iterator[tuple[int, np.ndarray]]:
+    """(0-based decode index, frame) for every frame of a video, or once for an image."""
+    if Path(source).suffix.lower() in IMAGE_SUFFIXES:
+        frame = cv2.imread(source, cv2.IMREAD_COLOR)
+        if frame is None:
+            raise CountError(f"cannot read image {source}")
+        yield 0, frame
+        return
+    if not Path(source).exists() and "://" not in source:
+        raise CountError(f"no such file: {source}")
+    cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        raise CountError(f"cannot open video {source}")
+    try:
+        index = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            yield index, frame
+            index += 1
+    finally:
+        cap.release()
+
+
+def video_fps(source: str) -> float:
+    """The file's own frame rate (10 if it does not say), for the frames' timestamps."""
+    if Path(source).suffix.lower() in IMAGE_SUFFIXES:
+        return 10.0
+    cap = cv2.VideoCapture(source)
+    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+    cap.release()
+    return fps if 1.0 <= fps <= 240.0 else 10.0
+
+
+def count(
+    detector: Detector,
+    source: str,
+    *,
+    every: int = 1,
+    limit: int = 0,
+    only: Collection[int] | None = None,
+) -> Iterator[tuple[int, Detections]]:
+    """Detections of every ``every``-th frame, or of the frames in ``only``."""
+    processed = 0
+    last = max(only, default=-1) if only is not None else None
+    for index, frame in frames(source):
+        if last is not None and index > last:
+            return
+        if index % every or (only is not None and index not in only):
+            continue
+        yield index, detector.detect(frame)
+        processed += 1
+        if limit and processed >= limit:
+            return
+
+
+@dataclass
+class Summary:
+    """What a run counted: crossings per line, occupancy per zone."""
+
+    frames: int = 0
+    lines: dict[str, dict[str, int]] = field(default_factory=dict)
+    occupancy: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, outcome: FrameOutcome) -> None:
+        for event in outcome.events:
+            if event.kind == "line":
+                self.lines[event.name][event.direction] += 1
+        for zone, n in outcome.occupancy.items():
+            self.occupancy[zone].append(n)
+
+    def as_dict(self) -> dict[str, object]:
+        zones = {
+            name: {"max": max(v, default=0), "mean": round(sum(v) / len(v), 3) if v else 0.0}
+            for name, v in self.occupancy.items()
+        }
+        return {"frames": self.frames, "lines": self.lines, "zones": zones}
+
+
+def run(
+    detector: Detector,
+    source: str,
+    *,
+    every: int,
+    as_json: bool,
+    limit: int = 0,
+    counter: Counter | None = None,
+    score: Score | None = None,
+    out: TextIO = sys.stdout,
+) -> Summary:
+    """Print one line per processed frame; with a counter, tracks and events too, and the
+    summary (as JSON, the last line) at the end. With a score, only the labelled frames are
+    run, each line gives its label and error, and the score comes last."""
+    summary = Summary()
+    if counter:
+        summary.lines = {line.name: {"in": 0, "out": 0} for line in counter.lines}
+        summary.occupancy = {zone.name: [] for zone in counter.zones}
+    frame_ms = 1000.0 / video_fps(source)
+    total = 0
+    only = set(score.labels) if score else None
+    for index, found in count(detector, source, every=every, limit=limit, only=only):
+        summary.frames += 1
+        total += found.people
+        row: dict[str, object] = {"frame": index, "people": found.people}
+        row["boxes"] = found.as_rows()
+        label = ""
+        if score:
+            error = score.add(index, found.people)
+            truth = score.labels[index]
+            row["label"], row["error"] = [truth.people, truth.max], error
+            span = f"{truth.people}-{truth.max}" if truth.max != truth.people else truth.people
+            label = f" (labelled {span}, error {error:+d})"
+        if counter:
+            boxes = [tuple(float(v) for v in box) for box in found.boxes]
+            outcome = counter.step(boxes, round(index * frame_ms))  # type: ignore[arg-type]
+            summary.add(outcome)
+            row["tracks"] = [
+                [t.id, *(round(v, 1) for v in t.box)] for t in outcome.tracks if not t.misses
+            ]
+            row["events"] = [
+                {k: v for k, v in vars(e).items() if v is not None} for e in outcome.events
+            ]
+            row["occupancy"] = outcome.occupancy
+        if as_json:
+            out.write(json.dumps(row) + "\n")
+        else:
+            extra = (
+                "".join(f", {e.name} {e.direction}" for e in outcome.events if e.kind == "line")
+                if counter
+                else ""
+            )
+            out.write(f"frame {index}: {found.people} people{label}{extra}\n")
+        out.flush()
+    if as_json:
+        if counter:
+            out.write(json.dumps({"summary": summary.as_dict()}) + "\n")
+        if score:
+            out.write(json.dumps({"score": score.as_dict()}) + "\n")
+    else:
+        mean = total / summary.frames if summary.frames else 0.0
+        out.write(f"{summary.frames} frames, {mean:.2f} people per frame on average\n")
+        for name, dirs in summary.lines.items():
+            out.write(f"line {name}: {dirs['in']} in, {dirs['out']} out\n")
+        for name, z in summary.as_dict()["zones"].items():  # type: ignore[attr-defined]
+            out.write(f"zone {name}: at most {z['max']}, {z['mean']:.2f} on average\n")
+        if score:
+            out.write(score.summary() + "\n")
+    return summary
