@@ -1,6 +1,8 @@
 """Helpers of the fault suite: a redis-server started the way a fault needs it (extra settings,
-a data dir of its own, an environment such as libfaketime's), the services' logs, HTTP, and the
-checks every fault test makes (stopped within 5 s, nothing counted twice)."""
+a data dir of its own, an environment such as libfaketime's), the set-up every fault test
+shares (fault_stack: that Redis, an rva.toml, `rva init`, rva web on a port of its own), the
+services' logs, HTTP, and the checks every fault test makes (stopped within 5 s, nothing
+counted twice)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import pytest
 import redis
 
 from rva import keys
-from tests.conftest import REDIS_STACK, RedisServer, Services, free_port, wait_for
+from tests.conftest import REDIS_STACK, RedisServer, Services, free_port, wait_for, write_config
 
 STOP_BOUND_S = 5.0  # the issue's bound for a clean stop, whatever the fault
 # The line of the hand-labelled crossings on vtest.avi: makes the counting stage run.
@@ -89,6 +91,79 @@ def fault_redis(tmp_path: Path) -> Iterator[Callable[..., FaultRedis]]:
         server.stop()
 
 
+# -- the shared set-up: Redis, rva.toml, `rva init`, the services --------------------------
+@dataclass
+class FaultStack:
+    """One camera's appliance for a fault test: its Redis (none when the test gave a URL where
+    nothing listens), its rva.toml, the rva processes it starts, and the port of rva web."""
+
+    redis_server: FaultRedis | None
+    svc: Services
+    port: int  # rva web's, once web() starts it
+    config: Path
+
+    @property
+    def server(self) -> FaultRedis:
+        assert self.redis_server is not None, "no Redis of its own: the test gave redis_url"
+        return self.redis_server
+
+    def client(self) -> redis.Redis:
+        return self.server.client()
+
+    def web(self, *args: str, wait: bool = True) -> subprocess.Popen[bytes]:
+        """Start rva web on this stack's port; with ``wait``, return once /healthz answers 200."""
+        proc = self.svc.start("web", "--port", str(self.port), *args)
+        if wait:
+            wait_for(lambda: get(self.port, "/healthz")[0] == 200, 60, what="rva web up")
+        return proc
+
+    def appliance(self) -> dict[str, subprocess.Popen[bytes]]:
+        """Gears, capture and web, in the appliance's order; returned once results flow and
+        /healthz says ok."""
+        procs = {"gears": self.svc.start("gears"), "capture": self.svc.start("capture")}
+        procs["web"] = self.web()
+        client = self.client()
+        wait_for(lambda: client.xlen(keys.results("0")) >= 5, 90, what="results")
+        wait_for(lambda: healthz(self.port).get("status") == "ok", 30, what="/healthz ok at first")
+        return procs
+
+
+@pytest.fixture
+def fault_stack(
+    fault_redis: Callable[..., FaultRedis],
+    tmp_path: Path,
+    vtest_path: Path,
+    services: Callable[[Path], Services],
+) -> Callable[..., FaultStack]:
+    """make(*redis_extra, env=..., datadir=..., redis_url=..., init=True, **sections): a Redis
+    started by fault_redis(*redis_extra, env=..., datadir=...) (none when ``redis_url`` is given),
+    an rva.toml for camera "0" on vtest.avi with ``sections`` merged in (write_config), and
+    `rva init` run on it unless ``init`` is false. Nothing else is started."""
+    made: list[FaultStack] = []
+
+    def make(
+        *redis_extra: str,
+        env: dict[str, str] | None = None,
+        datadir: Path | None = None,
+        redis_url: str | None = None,
+        init: bool = True,
+        **sections: dict[str, object],
+    ) -> FaultStack:
+        server = None
+        if redis_url is None:
+            server = fault_redis(*redis_extra, env=env, datadir=datadir)
+            redis_url = server.url
+        name = "rva.toml" if not made else f"rva-{len(made)}.toml"
+        config = write_config(tmp_path / name, redis_url, vtest_path, **sections)
+        stack = FaultStack(server, services(config), free_port(), config)
+        made.append(stack)
+        if init:
+            stack.svc.run("init")
+        return stack
+
+    return make
+
+
 # -- the services' logs ---------------------------------------------------------------------
 def log_path(svc: Services, proc: subprocess.Popen[bytes]) -> Path:
     return next(log for _name, p, log in svc.procs if p is proc)
@@ -115,14 +190,14 @@ def wait_log(
     def found() -> re.Match[str] | None:
         return re.search(pattern, log_text(svc, proc)[after:])
 
-    match = wait_for(found, timeout, 0.2, what=f"{pattern!r} in the log of {proc.args}")
+    match = wait_for(found, timeout, 0.2, what=f"{pattern!r} in the log of {proc.args!r}")
     assert isinstance(match, re.Match)
     return match
 
 
 def stops_cleanly(proc: subprocess.Popen[bytes], sig: signal.Signals) -> float:
     """Send ``sig``; the process must exit with status 0 within STOP_BOUND_S. Returns seconds."""
-    assert proc.poll() is None, f"{proc.args} had already exited ({proc.returncode})"
+    assert proc.poll() is None, f"{proc.args!r} had already exited ({proc.returncode})"
     start = time.monotonic()
     proc.send_signal(sig)
     try:
@@ -130,9 +205,9 @@ def stops_cleanly(proc: subprocess.Popen[bytes], sig: signal.Signals) -> float:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)
-        pytest.fail(f"{proc.args} did not stop within {STOP_BOUND_S}s of {sig.name}")
+        pytest.fail(f"{proc.args!r} did not stop within {STOP_BOUND_S}s of {sig.name}")
     took = time.monotonic() - start
-    assert code == 0, f"{proc.args} exited {code} on {sig.name}"
+    assert code == 0, f"{proc.args!r} exited {code} on {sig.name}"
     return took
 
 

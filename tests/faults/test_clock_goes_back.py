@@ -25,10 +25,10 @@ import pytest
 import redis
 
 from rva import keys
-from tests.conftest import Services, free_port, wait_for, write_config
+from tests.conftest import wait_for
 from tests.faults.conftest import (
     LINE,
-    FaultRedis,
+    FaultStack,
     all_problems,
     assert_nothing_counted_twice,
     errors,
@@ -60,41 +60,23 @@ def server_ms(client: redis.Redis) -> int:
 
 
 def test_time_going_back_holds_the_series_says_so_and_recovers(
-    fault_redis: Callable[..., FaultRedis],
-    tmp_path: Path,
-    vtest_path: Path,
-    services: Callable[[Path], Services],
+    fault_stack: Callable[..., FaultStack], tmp_path: Path
 ) -> None:
     clock = tmp_path / "faketime"  # what libfaketime adds to Redis's clock, read every second
     clock.write_text("+0\n")
-    server = fault_redis(
+    stack = fault_stack(
         env={
             "LD_PRELOAD": libfaketime(),
             "FAKETIME_TIMESTAMP_FILE": str(clock),
             "FAKETIME_CACHE_DURATION": "1",
             "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-        }
+        },
+        camera={"maxlen": 5000},
+        **{"cameras.0.lines.path": LINE, "cameras.0.zones.path": ZONE},
     )
-    port = free_port()
-    svc = services(
-        write_config(
-            tmp_path / "rva.toml",
-            server.url,
-            vtest_path,
-            camera={"maxlen": 5000},
-            **{"cameras.0.lines.path": LINE, "cameras.0.zones.path": ZONE},
-        )
-    )
-    svc.run("init")
-    procs = {
-        "gears": svc.start("gears"),
-        "capture": svc.start("capture"),
-        "web": svc.start("web", "--port", str(port)),
-    }
-    client = server.client()
+    procs = stack.appliance()
+    svc, server, port, client = stack.svc, stack.server, stack.port, stack.client()
     people, occupancy = keys.series("0", "people"), keys.zone_series("0", "path", "occupancy")
-    wait_for(lambda: client.xlen(keys.results("0")) >= 5, 90, what="results")
-    wait_for(lambda: healthz(port).get("status") == "ok", 30, what="/healthz ok at first")
 
     def results_grow(by: int = 5) -> None:
         start = client.xlen(keys.results("0"))

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rva import keys
-from tests.conftest import Services, wait_for, write_config
+from tests.conftest import wait_for
 from tests.faults.conftest import (
-    FaultRedis,
+    FaultStack,
     assert_nothing_counted_twice,
     log_text,
     stops_cleanly,
@@ -26,17 +26,12 @@ MODEL = keys.model("yolov3-tiny")
 
 
 def test_the_model_is_stored_again_by_a_running_worker_or_from_the_cache(
-    fault_redis: Callable[..., FaultRedis],
-    tmp_path: Path,
-    vtest_path: Path,
-    services: Callable[[Path], Services],
+    fault_stack: Callable[..., FaultStack], tmp_path: Path
 ) -> None:
-    server = fault_redis()  # no persistence: a restart comes back empty
-    svc = services(write_config(tmp_path / "rva.toml", server.url, vtest_path))
-    svc.run("init")
+    stack = fault_stack()  # its Redis has no persistence: a restart comes back empty
+    svc, server, client = stack.svc, stack.server, stack.client()
     first = svc.start("gears")
     svc.start("capture")
-    client = server.client()
     wait_for(lambda: client.xlen(keys.results("0")) >= 3, 90, what="results")
 
     server.restart()

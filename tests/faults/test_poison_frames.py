@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 
 from rva import keys
-from tests.conftest import Services, free_port, wait_for, write_config
+from tests.conftest import wait_for
 from tests.faults.conftest import (
-    FaultRedis,
+    FaultStack,
     all_problems,
     assert_nothing_counted_twice,
     errors,
@@ -56,26 +56,15 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def test_empty_garbage_and_bomb_frames_are_skipped_once_and_no_worker_dies(
-    fault_redis: Callable[..., FaultRedis],
-    tmp_path: Path,
-    vtest_path: Path,
-    services: Callable[[Path], Services],
+    fault_stack: Callable[..., FaultStack], vtest_path: Path
 ) -> None:
-    server = fault_redis()
-    web_port = free_port()
-    svc = services(
-        write_config(
-            tmp_path / "rva.toml",
-            server.url,
-            vtest_path,
-            camera={"maxlen": 5000},
-            gear={"claim_idle_ms": 1000},  # a worker that died would be taken over in 1 s
-        )
+    stack = fault_stack(
+        camera={"maxlen": 5000},
+        gear={"claim_idle_ms": 1000},  # a worker that died would be taken over in 1 s
     )
-    svc.run("init")
+    svc, web_port, client = stack.svc, stack.port, stack.client()
     workers = [svc.start("gears") for _ in range(3)]
-    svc.start("web", "--port", str(web_port))
-    client = server.client()
+    stack.web()
 
     def workers_ready() -> bool:
         return sum(f.startswith(b"gears:") for f in client.hkeys(keys.HEARTBEAT)) == 3

@@ -19,10 +19,10 @@ import pytest
 import redis
 
 from rva import keys
-from tests.conftest import Services, free_port, wait_for, write_config
+from tests.conftest import Services, wait_for
 from tests.faults.conftest import (
     LINE,
-    FaultRedis,
+    FaultStack,
     all_problems,
     assert_nothing_counted_twice,
     errors,
@@ -44,34 +44,12 @@ def status(svc: Services) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def appliance(
-    server: FaultRedis,
-    tmp_path: Path,
-    vtest_path: Path,
-    services: Callable[[Path], Services],
-) -> tuple[Services, int, dict[str, subprocess.Popen[bytes]]]:
-    """rva init, then gears (standing in for the counting stage of a line), capture and web."""
-    port = free_port()
-    svc = services(
-        write_config(
-            tmp_path / "rva.toml",
-            server.url,
-            vtest_path,
-            camera={"maxlen": 5000},
-            gear={"claim_idle_ms": 1000},
-            **{"cameras.0.lines.path": LINE},
-        )
-    )
-    svc.run("init")
-    procs = {
-        "gears": svc.start("gears"),
-        "capture": svc.start("capture"),
-        "web": svc.start("web", "--port", str(port)),
-    }
-    client = server.client()
-    wait_for(lambda: client.xlen(keys.results("0")) >= 5, 90, what="results")
-    wait_for(lambda: healthz(port).get("status") == "ok", 30, what="/healthz ok at first")
-    return svc, port, procs
+# The appliance's config: gears (standing in for the counting stage of a line), capture and web.
+CONFIG: dict[str, dict[str, object]] = {
+    "camera": {"maxlen": 5000},
+    "gear": {"claim_idle_ms": 1000},
+    "cameras.0.lines.path": LINE,
+}
 
 
 def results_grow(client: redis.Redis, by: int = 5, what: str = "counting goes on") -> None:
@@ -80,14 +58,11 @@ def results_grow(client: redis.Redis, by: int = 5, what: str = "counting goes on
 
 
 def test_redis_memory_full_services_stay_up_say_it_and_recover(
-    fault_redis: Callable[..., FaultRedis],
-    tmp_path: Path,
-    vtest_path: Path,
-    services: Callable[[Path], Services],
+    fault_stack: Callable[..., FaultStack],
 ) -> None:
-    server = fault_redis()
-    svc, port, procs = appliance(server, tmp_path, vtest_path, services)
-    client = server.client()
+    stack = fault_stack(**CONFIG)
+    procs = stack.appliance()
+    svc, port, client = stack.svc, stack.port, stack.client()
 
     # Full: a little more than what Redis holds now, and nothing may be evicted.
     client.config_set("maxmemory-policy", "noeviction")
@@ -159,20 +134,17 @@ def fill(disk: Path) -> Path:
 
 
 def test_redis_that_cannot_save_its_snapshot_is_said_and_counting_recovers(
-    small_disk: Path,
-    fault_redis: Callable[..., FaultRedis],
-    tmp_path: Path,
-    vtest_path: Path,
-    services: Callable[[Path], Services],
+    small_disk: Path, fault_stack: Callable[..., FaultStack]
 ) -> None:
     # A snapshot every 3 s while frames change; a failed one is tried again 5 s later.
-    server = fault_redis(
+    stack = fault_stack(
         *("--save", "3 1", "--stop-writes-on-bgsave-error", "yes"),
         *("--shutdown-on-sigterm", "nosave"),  # a last snapshot cannot be saved on a full disk
         datadir=small_disk,
+        **CONFIG,
     )
-    svc, port, procs = appliance(server, tmp_path, vtest_path, services)
-    client = server.client()
+    procs = stack.appliance()
+    svc, port, client = stack.svc, stack.port, stack.client()
 
     def saving_fails() -> bool:
         return any("cannot save its snapshot" in p for p in all_problems(healthz(port)))

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Callable
-from pathlib import Path
 
 from rva import keys
-from tests.conftest import Services, free_port, wait_for, write_config
+from tests.conftest import wait_for
 from tests.faults.conftest import (
-    FaultRedis,
+    FaultStack,
     assert_nothing_counted_twice,
     get,
     log_text,
@@ -20,17 +19,10 @@ from tests.faults.conftest import (
 
 
 def test_api_people_answers_400_json_to_minutes_that_are_not_a_number(
-    fault_redis: Callable[..., FaultRedis],
-    tmp_path: Path,
-    vtest_path: Path,
-    services: Callable[[Path], Services],
+    fault_stack: Callable[..., FaultStack],
 ) -> None:
-    server = fault_redis()
-    port = free_port()
-    svc = services(write_config(tmp_path / "rva.toml", server.url, vtest_path))
-    svc.run("init")
-    web = svc.start("web", "--port", str(port))
-    wait_for(lambda: get(port, "/healthz")[0] == 200, 60, what="rva web up")
+    stack = fault_stack()
+    web, port = stack.web(), stack.port
     for bad in ("nan", "NaN", "inf", "-inf", "abc"):
         status, body = get(port, f"/api/people?minutes={bad}")
         assert status == 400, (bad, status, body[:200])
@@ -41,17 +33,10 @@ def test_api_people_answers_400_json_to_minutes_that_are_not_a_number(
 
 
 def test_consumers_of_workers_that_are_gone_leave_the_group(
-    fault_redis: Callable[..., FaultRedis],
-    tmp_path: Path,
-    vtest_path: Path,
-    services: Callable[[Path], Services],
+    fault_stack: Callable[..., FaultStack],
 ) -> None:
-    server = fault_redis()
-    svc = services(
-        write_config(tmp_path / "rva.toml", server.url, vtest_path, gear={"claim_idle_ms": 1000})
-    )
-    svc.run("init")
-    client = server.client()
+    stack = fault_stack(gear={"claim_idle_ms": 1000})
+    svc, client = stack.svc, stack.client()
     frames = keys.frames("0")
 
     def consumers() -> set[str]:

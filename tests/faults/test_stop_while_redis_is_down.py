@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
-from pathlib import Path
 
 from rva import keys
-from tests.conftest import Services, free_port, wait_for, write_config
+from tests.conftest import free_port, wait_for
 from tests.faults.conftest import (
     LINE,
-    FaultRedis,
+    FaultStack,
     assert_nothing_counted_twice,
     get,
     log_size,
@@ -26,23 +25,19 @@ RETRYING = r"Redis unreachable.*retrying in|XADD camera:0 failed.*retrying in"
 
 
 def test_every_service_stops_within_5s_when_redis_was_never_up(
-    tmp_path: Path, vtest_path: Path, services: Callable[[Path], Services]
+    fault_stack: Callable[..., FaultStack],
 ) -> None:
-    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    web_port = free_port()
-    svc = services(
-        write_config(
-            tmp_path / "rva.toml",
-            dead,
-            vtest_path,
-            **{"cameras.0.lines.path": LINE},
-            mqtt={"host": "127.0.0.1", "port": free_port()},  # no broker there either
-        )
+    stack = fault_stack(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        init=False,
+        **{"cameras.0.lines.path": LINE},
+        mqtt={"host": "127.0.0.1", "port": free_port()},  # no broker there either
     )
+    svc = stack.svc
     procs = {
         "capture": svc.start("capture"),
         "gears": svc.start("gears"),
-        "web": svc.start("web", "--port", str(web_port)),
+        "web": stack.web(wait=False),  # /healthz answers once Redis does
         "stages": svc.start("stages"),
         "mqtt": svc.start("mqtt"),
     }
@@ -59,26 +54,16 @@ def test_every_service_stops_within_5s_when_redis_was_never_up(
 
 
 def test_every_service_stops_within_5s_when_redis_dies_mid_run_and_recovers_before(
-    fault_redis: Callable[..., FaultRedis],
-    tmp_path: Path,
-    vtest_path: Path,
-    services: Callable[[Path], Services],
+    fault_stack: Callable[..., FaultStack],
 ) -> None:
-    server = fault_redis()
-    web_port = free_port()
-    svc = services(
-        write_config(
-            tmp_path / "rva.toml", server.url, vtest_path, **{"cameras.0.lines.path": LINE}
-        )
-    )
-    svc.run("init")
+    stack = fault_stack(**{"cameras.0.lines.path": LINE})
+    svc, server, web_port, client = stack.svc, stack.server, stack.port, stack.client()
     procs = {
         "gears": svc.start("gears"),
         "capture": svc.start("capture"),
-        "web": svc.start("web", "--port", str(web_port)),
+        "web": stack.web(),
         "stages": svc.start("stages"),
     }
-    client = server.client()
     stage_state = keys.stage_state("0", "counting")
     wait_for(lambda: client.xlen(keys.results("0")) >= 3, 90, what="results")
     wait_for(lambda: client.hget(stage_state, "last"), 60, what="the counting stage at work")

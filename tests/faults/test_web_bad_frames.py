@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 
 from rva import keys
-from tests.conftest import Services, free_port, wait_for, write_config
-from tests.faults.conftest import FaultRedis, log_text, metric
+from tests.conftest import wait_for
+from tests.faults.conftest import FaultStack, log_text, metric
 from tests.faults.test_poison_frames import peak_rss_mb, png_declaring
 
 WEB_RSS_BOUND_MB = 700  # rva web runs in ~100 MB; a 20000×20000 decode alone is 1200 MB
@@ -57,17 +57,11 @@ def viewer(port: int) -> Iterator[Viewer]:
 
 
 def test_video_refuses_bombs_and_huge_fields_unread_once_and_says_so_once(
-    fault_redis: Callable[..., FaultRedis],
-    tmp_path: Path,
-    vtest_path: Path,
-    services: Callable[[Path], Services],
+    fault_stack: Callable[..., FaultStack], vtest_path: Path
 ) -> None:
-    server = fault_redis()
-    port = free_port()
-    svc = services(write_config(tmp_path / "rva.toml", server.url, vtest_path))
-    svc.run("init")
-    web = svc.start("web", "--port", str(port))
-    client = server.client()
+    stack = fault_stack()
+    svc, port, client = stack.svc, stack.port, stack.client()
+    web = stack.web()
     frames = keys.frames("0")
     good = cv2.imencode(".jpg", cv2.VideoCapture(str(vtest_path)).read()[1])[1].tobytes()
 
