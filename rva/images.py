@@ -180,7 +180,8 @@ def decode(
     unsupported_format, corrupt_frame) before any pixel is decoded when it cannot be one.
 
     ``fast``: libjpeg-turbo's faster inverse DCT and chroma upsampling (the gear's input, about
-    12 % less time: README, "Measured"); pixels then differ from OpenCV's by a few levels."""
+    12 % less time: docs/performance.md, "Measured"); pixels then differ from OpenCV's by a few
+    levels."""
     if len(data) > max_bytes:
         raise ImageRejected("oversized", f"image of {len(data)} bytes (at most {max_bytes})")
     fmt, width, height = dimensions(data)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from rva.config import GearSection
 
 # Defaults, tried on vtest.avi's frames with camera-like noise, JPEG, a walker stepping in and
-# lights and exposure changes (tests/test_motion.py; README, "Motion gating").
+# lights and exposure changes (tests/test_motion.py; docs/motion-gating.md).
 ROWS = 100  # about the motion picture's height (a whole fraction of the frame's)
 THRESHOLD = 20  # grey levels (0-255) a pixel must differ from the background by
 MIN_AREA = 0.002  # share of the frame that must change to count as motion

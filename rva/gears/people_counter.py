@@ -35,7 +35,7 @@ def decode_frame(entry: Entry) -> np.ndarray:
     if image is None:
         raise GearError("bad_entry", f"entry {entry.id} has no image field")
     try:
-        return images.decode(image, fast=True)  # for the detector: README, "Measured"
+        return images.decode(image, fast=True)  # for the detector: docs/performance.md, "Measured"
     except images.ImageRejected as exc:
         raise GearError(exc.kind, f"entry {entry.id}: {exc}") from None
 

@@ -498,13 +498,13 @@ def test_amd64_mdns_follows_a_web_port_edited_on_the_device(amd64_vm: VM) -> Non
 @slow
 def test_amd64_rva_stops_promptly_while_redis_is_down(amd64_vm: VM) -> None:
     """With Redis stopped, `systemctl stop rva.target` must not wait out the units' stop
-    timeouts: every service leaves its backoff loop when asked (README, faults)."""
+    timeouts: every service leaves its backoff loop when asked (docs/faults.md)."""
     since = amd64_vm.ssh("date '+%Y-%m-%d %H:%M:%S'").strip()
     amd64_vm.ssh("systemctl stop redis-server.service")
     units = ["rva-capture.service", "rva-gears.service", "rva-web.service"]
     # Under TCG one detector pass takes 10-20 s, and a signal is handled only once the pass in
     # hand is done: wait until the gear has met the stopped Redis (it is in its backoff loop
-    # then, as the README's claim says), so that the time below is the services' own.
+    # then, as docs/faults.md says), so that the time below is the services' own.
     deadline = time.monotonic() + 120
     while "Redis unreachable" not in amd64_vm.ssh(
         f"journalctl -u rva-gears.service --since '{since}' --no-pager -o cat"

@@ -15,7 +15,7 @@ from rva.tools.labels import Label, LabelsError, Score, load
 from tests.conftest import DATA, rva
 
 PEOPLE = DATA / "vtest_people.toml"
-# Measured with the defaults (yolov3-tiny at 512×512, score 0.2; README, "Accuracy"): the count
+# Measured with the defaults (yolov3-tiny at 512×512, score 0.2; docs/accuracy.md): the count
 # is off by 70 people in all over the 133 labelled frames, MAE 0.526. Chosen on the even-indexed
 # labelled frames (MAE 0.507), reported on the odd ones (0.545).
 DEFAULT_ERROR_SUM, DEFAULT_FRAMES = 70, 133

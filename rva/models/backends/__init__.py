@@ -18,7 +18,7 @@ _unavailable: dict[str, str] = {}
 BACKENDS = discover(__name__, __path__, Backend, _unavailable)  # type: ignore[type-abstract]
 
 
-# Fastest first, as measured on the default model (README, "Backends"): ONNX Runtime runs
+# Fastest first, as measured on the default model (docs/models.md, "Backends"): ONNX Runtime runs
 # YOLOv3-tiny in about half the time OpenCV DNN needs on x86_64, with the same boxes.
 PREFERENCE = ("onnxruntime", "opencv")
 
