@@ -42,6 +42,7 @@ image e2fsprogs root partitions
 image zstd compressed root filesystem caches
 image xz-utils compressed images
 image curl the Raspberry Pi archive key
+image gpg the Raspberry Pi archive key: its fingerprint and self-signatures (image-build/lib/keycheck.py)
 image qemu-system-x86 the amd64 image booted
 image qemu-system-arm the arm64 image booted
 image qemu-utils disk images

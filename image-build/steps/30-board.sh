@@ -26,8 +26,10 @@ rpi_archive() {
     local key=$WORK/raspberrypi.gpg.key fingerprints
     log "Raspberry Pi archive $RPI_ARCHIVE (key $RPI_ARCHIVE_KEY_URL)"
     curl -fsSL --retry 3 -o "$key" "$RPI_ARCHIVE_KEY_URL" || die "cannot fetch $RPI_ARCHIVE_KEY_URL: builders without access to Raspberry Pi's archive use --pi-source debian (no camera modules)"
-    fingerprints=$(gpg --show-keys --with-colons "$key" 2>/dev/null | awk -F: '$1 == "fpr" { print $10 }')
-    grep -qx "$RPI_ARCHIVE_KEY_FINGERPRINT" <<<"$fingerprints" || die "$RPI_ARCHIVE_KEY_URL is not the key $RPI_ARCHIVE_KEY_FINGERPRINT (got: ${fingerprints:-no key})"
+    # The fingerprint, and self-signatures that Debian 13's APT still accepts (not SHA-1 only).
+    python3 "$HERE/lib/keycheck.py" "$key" "$RPI_ARCHIVE_KEY_FINGERPRINT" >&2 || die "$RPI_ARCHIVE_KEY_URL: refused (above)"
+    # Only until raspberrypi-archive-keyring (one of RPI_PACKAGES) is installed: then the
+    # sources name its keyring, so that a rotated key arrives with the package's updates.
     install -D -m 0644 "$key" "$ROOT/etc/apt/keyrings/raspberrypi-archive.asc"
     # raspi.sources: the name Raspberry Pi OS (trixie) uses, so ansible/site.yml applied on this
     # image later takes it for Raspberry Pi OS (rva_camera's preflight).
@@ -46,6 +48,30 @@ EOF
 }
 old_kernels=()
 
+# Raspberry Pi's raspi-firmware hooks copy the kernel and the initramfs under the names the
+# firmware loads (RPI_KERNEL_IMAGE, RPI_INITRAMFS of the board file; the facts file says where
+# the names come from): both must be there, and be the installed kernel's, not a leftover.
+check_rpi_boot_files() {
+    local versions version
+    mapfile -t versions < <(in_root dpkg-query -W -f '${db:Status-Status} ${Package}\n' 'linux-image-[0-9]*' \
+        | awk '$1 == "installed" { sub(/^linux-image-/, "", $2); print $2 }')
+    [ ${#versions[@]} -eq 1 ] || die "expected one installed kernel, found: ${versions[*]:-none}"
+    version=${versions[0]}
+    [ -f "$ROOT$BOOT_DIR/$RPI_KERNEL_IMAGE" ] || die "$RPI_KERNEL_IMAGE is not in $BOOT_DIR (raspi-firmware's kernel hook did not run?)"
+    [ -f "$ROOT$BOOT_DIR/$RPI_INITRAMFS" ] || die "$RPI_INITRAMFS is not in $BOOT_DIR (raspi-firmware's initramfs hook did not run?)"
+    cmp -s "$ROOT/boot/vmlinuz-$version" "$ROOT$BOOT_DIR/$RPI_KERNEL_IMAGE" || die "$BOOT_DIR/$RPI_KERNEL_IMAGE is not /boot/vmlinuz-$version"
+    cmp -s "$ROOT/boot/initrd.img-$version" "$ROOT$BOOT_DIR/$RPI_INITRAMFS" || die "$BOOT_DIR/$RPI_INITRAMFS is not /boot/initrd.img-$version"
+    log "boot files: $RPI_KERNEL_IMAGE and $RPI_INITRAMFS are kernel $version's"
+}
+# An MBR's disk identifier, made here so that cmdline.txt can name the root partition by it
+# (root=PARTUUID=<id>-02, as pi-gen does): the kernel finds it without an initramfs's help.
+# 50-image.sh writes it into the partition table.
+if [ "$PARTITION_TABLE" = dos ]; then
+    DISK_ID=$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+    [ "$DISK_ID" != 00000000 ] || DISK_ID=5256410a
+    ROOT_PARTUUID=$DISK_ID-02
+fi
+
 case $BOOTLOADER in
     raspi-firmware)
         [ "$PI_SOURCE" = raspberrypi ] && rpi_archive
@@ -53,8 +79,9 @@ case $BOOTLOADER in
         cat >"$ROOT/etc/default/raspi-firmware" <<EOF
 # RVA image ($DESCRIPTION), from image-build/boards/$BOARD.conf. Read by raspi-firmware's hook on
 # every kernel or initramfs update; it rewrites /boot/firmware/cmdline.txt and config.txt.
-# The root file system by label: the same card works in the SD slot and in a USB reader.
-ROOTPART=LABEL=$ROOT_LABEL
+# The root partition by the card's disk identifier (set by image-build, as pi-gen does): found by
+# the kernel itself, the same in the SD slot and in a USB reader.
+ROOTPART=PARTUUID=$ROOT_PARTUUID
 CONSOLES="$RASPI_CONSOLES"
 ${RASPI_CMA:+CMA=$RASPI_CMA}
 EOF
@@ -88,11 +115,17 @@ board_apt() {
         die "apt-get $1 of the board packages failed"
     }
 }
+if [ -n "$KERNEL_OVERRIDE" ]; then
+    # build --kernel: another kernel flavour of the same suite replaces the root's.
+    mapfile -t old_kernels < <(in_root dpkg-query -W -f '${db:Status-Status} ${Package}\n' \
+        'linux-image-*' | awk -v keep="$KERNEL_OVERRIDE" '$1 == "installed" && $2 != keep { print $2 }')
+    board_packages+=("$KERNEL_OVERRIDE")
+fi
 log "installing ${board_packages[*]}"
 in_root apt-get update -qq
 board_apt install "${board_packages[@]}"
 if [ ${#old_kernels[@]} -gt 0 ]; then
-    log "removing ${old_kernels[*]} (replaced by the ${BOARD_KERNEL_SUITE:-$PI_SOURCE} kernel)"
+    log "removing ${old_kernels[*]} (replaced by the ${KERNEL_OVERRIDE:-${BOARD_KERNEL_SUITE:-$PI_SOURCE}} kernel)"
     board_apt purge "${old_kernels[@]}"
 fi
 if [ "$BOOTLOADER" = systemd-boot ]; then
@@ -111,6 +144,13 @@ if [ "$PI_SOURCE" = raspberrypi ]; then
     sed -i 's/^include-system-site-packages *=.*/include-system-site-packages = true/' "$ROOT/opt/rva/venv/pyvenv.cfg"
     in_root /opt/rva/venv/bin/python -c 'import numpy, cv2, libcamera, picamera2; print("picamera2", picamera2.__file__, "numpy", numpy.__version__)' \
         || die "picamera2 does not import in the venv"
+    # From now on the archive key is the one raspberrypi-archive-keyring keeps current.
+    keyring=$(in_root dpkg -L raspberrypi-archive-keyring | grep -E '^/usr/share/keyrings/raspberrypi-archive-keyring\.(pgp|gpg)$' | head -n1)
+    [ -n "$keyring" ] && [ -f "$ROOT$keyring" ] || die "raspberrypi-archive-keyring installed no /usr/share/keyrings/raspberrypi-archive-keyring.{pgp,gpg}"
+    python3 "$HERE/lib/keycheck.py" "$ROOT$keyring" "$RPI_ARCHIVE_KEY_FINGERPRINT" >&2 || die "$keyring (raspberrypi-archive-keyring): refused (above)"
+    sed -i "s|^Signed-By: .*|Signed-By: $keyring|" "$ROOT/etc/apt/sources.list.d/raspi.sources"
+    rm -f "$ROOT/etc/apt/keyrings/raspberrypi-archive.asc"
+    check_rpi_boot_files
 fi
 [ -n "$(ls -A "$ROOT$BOOT_DIR")" ] || die "the board packages left $BOOT_DIR empty"
 for dtb in ${DTBS[@]+"${DTBS[@]}"}; do

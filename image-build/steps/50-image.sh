@@ -1,7 +1,8 @@
 # 50 image: the disk image, assembled in files without loop devices: the boot partition's
 # directory becomes a FAT file system (mkfs.vfat -C, filled with mtools), the rest an ext4 file
 # system (mke2fs -d), both written into a file that sfdisk partitioned (dd conv=notrunc).
-# Partitions are found by label (LABEL=rva-root, LABEL=RVA-BOOT): fstab, cmdline.txt, systemd-boot.
+# Partitions are found by label (LABEL=rva-root, LABEL=RVA-BOOT: fstab, systemd-boot) and, on a
+# Raspberry Pi, the root partition by PARTUUID in cmdline.txt.
 
 IMG=$WORK/$NAME.img
 mkdir -p "$WORK/boot"
@@ -38,7 +39,8 @@ if [ "$PARTITION_TABLE" = gpt ]; then
         sfdisk --quiet "$IMG"
 else
     # c: FAT32 (LBA), which the Raspberry Pi boot ROM looks for; 83: Linux.
-    printf '%s\n' "label: dos" "unit: sectors" \
+    # label-id: the disk identifier cmdline.txt names the root partition by (30-board.sh).
+    printf '%s\n' "label: dos" "label-id: 0x$DISK_ID" "unit: sectors" \
         "start=$boot_start, size=$((BOOT_SIZE_MIB * 2048)), type=c, bootable" \
         "start=$root_start, size=$((ROOT_SIZE_MIB * 2048)), type=83" |
         sfdisk --quiet "$IMG"

@@ -15,6 +15,12 @@ def add_parsers(add: Add, sub: argparse._SubParsersAction, common: argparse.Argu
     p = add("status", "one-screen health summary; exit 1 when unhealthy")
     p.add_argument("--json", action="store_true")
 
+    p = add("doctor", "check this device against what its board needs (Raspberry Pi facts), live")
+    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--root", metavar="DIR", help="check another system's files (a mounted card); no live rows"
+    )
+
     p = add("top", "live console monitor: people, fps, stage timings")
     p.add_argument("-c", "--camera", default=None)
     p.add_argument("--interval", type=float, default=1.0)
@@ -96,6 +102,19 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
     return status.run(config.redis_url(cfg, args.url), cfg, as_json=args.json)
 
 
+def cmd_doctor(args: argparse.Namespace, cfg: Config) -> int:
+    from pathlib import Path
+
+    from rva.tools import doctor
+
+    return doctor.run(
+        Path(args.root or "/"),
+        config.redis_url(cfg, args.url),
+        {cid: cam.source for cid, cam in cfg.cameras.items()},
+        as_json=args.json,
+    )
+
+
 def cmd_top(args: argparse.Namespace, cfg: Config) -> int:
     from rva.tools import top
 
@@ -166,6 +185,7 @@ def cmd_bench(args: argparse.Namespace, cfg: Config) -> int:
 
 COMMANDS = {
     "status": cmd_status,
+    "doctor": cmd_doctor,
     "top": cmd_top,
     "count": cmd_count,
     "bench": cmd_bench,

@@ -1,5 +1,7 @@
-"""The long-running programs, one package each, one systemd unit each: capture (rva-capture),
-gears (rva-gears), stages (rva-stages), web (rva-web), mqtt (rva-mqtt).
+"""The long-running programs, one package each: capture (rva-capture.service), gears
+(rva-gears.service), web (rva-web.service), mqtt (rva-mqtt.service), and stages, which every
+rva-gears worker stands in for (no unit ships for `rva stages`; run it where workers use
+`--no-stages`).
 
 A file's folder says which program it belongs to. Programs never import each other: what two
 of them share lives in the core modules (rva/*.py) or a library package (rva.camera,

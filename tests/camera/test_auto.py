@@ -5,7 +5,7 @@ What a real device answers is replaced only at the two edges auto reads: VIDIOC_
 camera list (a fake picamera2 module). Everything behind them is the real code: the choice,
 the hot-plug re-check, the capture loop against a real Redis, /healthz's snapshot, `rva status`
 and `rva config check`. The real V4L2 path (vivid) runs in the booted arm64 image
-(tests/image/test_image.py).
+(tests/image/test_arm64.py).
 """
 
 from __future__ import annotations
@@ -373,6 +373,11 @@ class FakePicamera2:
         self.index, self.camera, self.allocator = index, object(), "DmaAllocator"
         self.closed = False
         self.fmt = "NV12"
+        # Camera Module 3 lists AfMode; the others (v1, v2, HQ) have a fixed-focus lens.
+        self.camera_controls: dict[str, tuple] = {}
+        self.controls: dict[str, object] = {}
+        self.waits: list[float | None] = []
+        self.stalled = self.stop_fails = False
         FakePicamera2.opened.append(self)
 
     def create_video_configuration(self, main: dict, controls: dict, buffer_count: int) -> dict:
@@ -389,7 +394,13 @@ class FakePicamera2:
     def start(self) -> None:
         pass
 
-    def capture_array(self, name: str) -> np.ndarray:
+    def set_controls(self, controls: dict) -> None:
+        self.controls.update(controls)
+
+    def capture_array(self, name: str = "main", wait: float | None = None) -> np.ndarray:
+        self.waits.append(wait)
+        if self.stalled:  # picamera2: the request's future times out after `wait` seconds
+            raise TimeoutError()
         width, height = self.config["main"]["size"]
         bgr = np.zeros((height, width, 3), np.uint8)
         bgr[:, : width // 2] = (255, 0, 0)  # blue left half, red right half
@@ -400,7 +411,8 @@ class FakePicamera2:
         return nv12.reshape(height * 3 // 2, width)
 
     def stop(self) -> None:
-        pass
+        if self.stop_fails:
+            raise RuntimeError("Camera frontend has timed out!")
 
     def close(self) -> None:
         self.closed = True
@@ -461,3 +473,87 @@ def _init_with(fmt: str) -> Callable:
         self.fmt = fmt
 
     return init
+
+
+def test_pi_camera_waits_a_bounded_time_for_a_frame_and_says_when_none_came(
+    fake_picamera2: type[FakePicamera2], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """picamera2's capture_array() waits forever without wait=: a stalled camera would only
+    be noticed by the watchdog restarting the whole service."""
+    monkeypatch.setattr(picamera, "PICAMERA2_DMA_HEAPS", ("/nonexistent/linux,cma",))
+    camera = open_source("picamera", 64, 48, 15)
+    camera.open()
+    picam = fake_picamera2.opened[0]
+    camera.read()
+    assert picam.waits == [picamera.CAPTURE_TIMEOUT_S]
+    picam.stalled = True
+    with pytest.raises(SourceError, match="Pi camera 0 delivered no frame in 5 s"):
+        camera.read()
+    camera.close()
+    assert picam.closed
+    slow = open_source("picamera", 64, 48, 0.2)  # one frame every 5 s: three periods
+    slow.open()
+    slow.read()
+    assert fake_picamera2.opened[1].waits == [15.0]
+    slow.close()
+
+
+def test_pi_camera_is_closed_even_when_stopping_it_fails(
+    fake_picamera2: type[FakePicamera2], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(picamera, "PICAMERA2_DMA_HEAPS", ("/nonexistent/linux,cma",))
+    camera = open_source("picamera", 64, 48, 15)
+    camera.open()
+    fake_picamera2.opened[0].stop_fails = True
+    camera.close()  # no exception: capture reopens with backoff
+    assert fake_picamera2.opened[0].closed
+
+
+def test_pi_camera_with_autofocus_focuses_continuously(
+    fake_picamera2: type[FakePicamera2], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(picamera, "PICAMERA2_DMA_HEAPS", ("/nonexistent/linux,cma",))
+    original = FakePicamera2.__init__
+
+    def module_3(self: FakePicamera2, index: int) -> None:
+        original(self, index)
+        self.camera_controls = {"AfMode": (0, 2, 0), "LensPosition": (0.0, 15.0, 1.0)}
+
+    with open_source("picamera", 64, 48, 15):
+        pass
+    assert fake_picamera2.opened[0].controls == {}  # fixed focus: nothing to set
+    monkeypatch.setattr(FakePicamera2, "__init__", module_3)
+    with open_source("picamera", 64, 48, 15):
+        pass
+    # libcamera's controls.AfModeEnum.Continuous
+    assert fake_picamera2.opened[1].controls == {"AfMode": 2}
+
+
+def test_pi_camera_says_the_dma_heaps_are_not_open_to_it_instead_of_busy(
+    fake_picamera2: type[FakePicamera2], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Debian's udev has no rule for /dev/dma_heap/*: the kernel makes them root-only and
+    rva-capture (user rva, group video) cannot allocate frame buffers. Said before the camera
+    is acquired, so that no later try finds it busy."""
+    heap = tmp_path / "linux,cma"
+    heap.write_bytes(b"")
+    monkeypatch.setattr(picamera, "PICAMERA2_DMA_HEAPS", (str(heap),))
+    monkeypatch.setattr(picamera.os, "access", lambda _path, _mode: False)
+    with pytest.raises(SourceError) as raised:
+        open_source("picamera", 64, 48, 15).open()
+    message = str(raised.value)
+    assert "camera found but cannot open its buffers (permissions of /dev/dma_heap" in message
+    assert str(heap) in message and "60-rva-dma-heap.rules" in message
+    assert fake_picamera2.opened == []  # never acquired
+    # Allowed by the file mode but refused all the same (an LSM, a cgroup): picamera2 raises
+    # PermissionError after acquiring the camera, which is released and named the same way.
+    monkeypatch.setattr(picamera.os, "access", lambda _path, _mode: True)
+
+    def denied(self: FakePicamera2, index: int) -> None:
+        FakePicamera2.opened.append(self)
+        self.closed = False
+        raise PermissionError(13, "Permission denied", str(heap))
+
+    monkeypatch.setattr(FakePicamera2, "__init__", denied)
+    with pytest.raises(SourceError, match="cannot open its buffers"):
+        open_source("picamera", 64, 48, 15).open()

@@ -63,6 +63,15 @@ class Built:
             ).stdout
         )["partitiontable"]["partitions"]
 
+    def disk_id(self) -> str:
+        """The MBR disk identifier (sfdisk's label-id, 0x-prefixed), as 8 hex digits."""
+        table = json.loads(
+            subprocess.run(
+                ["sfdisk", "--json", str(self.image)], capture_output=True, text=True, check=True
+            ).stdout
+        )["partitiontable"]
+        return str(table["id"]).removeprefix("0x").lower().rjust(8, "0")
+
     def offset(self, number: int) -> int:
         return int(self.partitions()[number - 1]["start"]) * 512
 
@@ -152,8 +161,11 @@ class Built:
 RUNNING: set[subprocess.Popen[str]] = set()
 
 
-def build(board: str, *args: str, timeout: float = 3600) -> Built:
-    out = IMAGES / board
+def build(name: str, *args: str, timeout: float = 3600) -> Built:
+    """Build the board ``name`` names ("arm64", or "arm64:16k": a variant of that board, built
+    with other arguments into a folder of its own)."""
+    board = name.split(":")[0]
+    out = IMAGES / name.replace(":", "-")
     subprocess.run(["rm", "-rf", str(out)], check=True)
     out.mkdir(parents=True)
     started = time.monotonic()
@@ -188,7 +200,7 @@ def build(board: str, *args: str, timeout: float = 3600) -> Built:
     built = Built(board, out, seconds)
     sizes = {f.name: f.stat().st_size for f in out.glob("rva-*.img*")}
     record_timing(
-        f"build {board}",
+        f"build {name}",
         {"seconds": seconds, "steps": built.manifest["build_seconds"], "bytes": sizes},
     )
     return built

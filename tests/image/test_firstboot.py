@@ -2,7 +2,7 @@
 /etc/rva/rva.toml from the boot partition's rva.toml through the real `rva config check`, keeps
 the shipped file when that rejects it, writes SSH keys and Wi-Fi, names the device, announces
 the web port over mDNS, replaces the image's Redis passwords. The booted images run it for real
-(tests/image/test_image.py)."""
+(tests/image/)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.image.build import REPO
-from tests.image.test_image import FOOTAGE, FOOTAGE_ON_DEVICE, WIFI_PASSWORD
+from tests.image.conftest import FOOTAGE, FOOTAGE_ON_DEVICE, WIFI_PASSWORD
 
 FIRSTBOOT = REPO / "rootfs/usr/lib/rva-firstboot/rva-firstboot"
 VENV_RVA = Path(sys.executable).parent / "rva"

@@ -575,3 +575,46 @@ def test_booted_root_runs_every_rva_service_and_answers_healthz(provisioned: Pro
         assert "NOPERM" in acl[denied], f"{denied}: {acl[denied]}"
     assert "NOPERM" not in acl["anonymous reads the people series"], acl
     assert acl["admin pings"] == "PONG", acl
+
+
+# -- a Raspberry Pi: the camera's DMA heaps and the Pi 5's page size ---------------------------
+def _apply_pi(provisioned: Provisioned, log: str, **extra: object) -> Apply:
+    extra_vars = provisioned.workdir / f"{log}.json"
+    extra_vars.write_text(json.dumps(extra))
+    result = subprocess.run(
+        [_tool("ansible-playbook"), "-i", str(provisioned.inventory), "-e", f"@{extra_vars}",
+         str(HERE / "pi.yml")],
+        cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=_ansible_env(),
+    )  # fmt: skip
+    (provisioned.workdir / f"{log}.log").write_text(result.stdout + result.stderr)
+    return Apply(result.returncode, result.stdout + result.stderr)
+
+
+def test_a_pi_gets_the_dma_heap_rule_and_a_pi5_the_4k_kernel(provisioned: Provisioned) -> None:
+    """rva_camera installs Raspberry Pi OS's DMA-heap rules (rva/boards/raspberrypi.toml) for
+    camera types that may use libcamera; rva_redis boots a Pi 5 whose kernel has 16 KiB pages
+    on the 4 KiB kernel (config.txt), and refuses when told not to, naming the choices."""
+    from rva import boards
+
+    root = provisioned.root
+    config_txt = root / "boot/firmware/config.txt"
+    config_txt.parent.mkdir(parents=True, exist_ok=True)
+    config_txt.write_text("# Raspberry Pi OS\ncamera_auto_detect=1\n\n[all]\narm_64bit=1\n")
+    done = _apply_pi(provisioned, "apply-pi")
+    assert done.returncode == 0, done.output[-6000:]
+    rules = (root / "usr/lib/udev/rules.d/60-rva-dma-heap.rules").read_text()
+    facts = boards.by_id(boards.load("raspberrypi"))
+    for fid in ("dma-heap-group", "dma-heap-vidbuf-cached-pi5", "dma-heap-vidbuf-cached-cma"):
+        assert facts[fid].fields["udev_rule"] in rules.splitlines(), fid
+    text = config_txt.read_text()
+    pi5 = facts["pi5-4k-kernel"].fields
+    assert all(boards.config_txt_has(text, line, "pi5") for line in pi5["config_txt"]), text
+    assert not boards.config_txt_has(text, "kernel=kernel8.img", "pi4"), text  # Pi 5 only
+    assert text.startswith("# Raspberry Pi OS\ncamera_auto_detect=1\n")  # the rest kept
+    again = _apply_pi(provisioned, "apply-pi-again")
+    assert again.returncode == 0 and re.search(r"\bchanged=0\b", again.output), again.output[-3000:]
+    refused = _apply_pi(provisioned, "apply-pi-refused", rva_redis_pi5_4k_kernel=False)
+    assert refused.returncode != 0
+    assert "This kernel uses 16 KiB pages; Redis from packages.redis.io needs 4 KiB ones" in (
+        refused.output
+    ), refused.output[-3000:]

@@ -1,4 +1,4 @@
-"""rva stages (rva-stages.service): tracking and counting for cameras with lines or zones,
+"""rva stages: tracking and counting for cameras with lines or zones,
 for deployments where no rva gears worker stands in for them (`rva gears --no-stages`)."""
 
 from rva.services.stages.service import run
