@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from rva.config import Config
+from rva.config import CameraSection, Config
+from rva.redact import secrets
 
 SOURCE_KINDS = (
     "auto, picamera[:N], /dev/videoN (or N), jetson-csi[:N], gst:<pipeline>, rtsp://, "
@@ -34,7 +35,7 @@ class Finding:
 
     def line(self, file: Path | str) -> str:
         prefix = "" if self.level == "error" else "warning: "
-        return f"{file}: {self.key}: {prefix}{self.message}"
+        return f"{file}: {self.key}: {prefix}{secrets(self.message)}"
 
 
 def config(cfg: Config, root: Path | None = None) -> list[Finding]:
@@ -43,7 +44,70 @@ def config(cfg: Config, root: Path | None = None) -> list[Finding]:
     nodes are looked up under it."""
     found: list[Finding] = []
     for camera_id, camera in cfg.cameras.items():
-        found += source(f"cameras.{camera_id}.source", camera.source, root)
+        key = f"cameras.{camera_id}.source"
+        found += source(key, camera.source, root)
+        if (camera.lines or camera.zones) and not any(
+            f.key == key and f.level == "error" for f in found
+        ):
+            found += geometry(camera_id, camera, root)
+    return found
+
+
+# A point this far outside the frame (a share of its width or height) cannot be meant: a line
+# drawn a little past the picture's edge is fine, one 5000 px away on a 768 px frame is a typo.
+OUTSIDE_SLACK = 0.1
+
+
+def frame_size(camera: CameraSection, root: Path | None = None) -> tuple[int, int] | None:
+    """The size of the frames boxes are measured in, when it can be known before capture: the
+    configured size for cameras (V4L2 and libcamera deliver it) and whenever resize is on, else
+    the file's own; None for streams, whose size only the stream tells."""
+    value = camera.source
+    is_camera = value == "auto" or re.fullmatch(
+        r"(picamera|jetson-csi)(:\d+)?|\d+|/dev/video\d+", value
+    )
+    if camera.resize or is_camera:
+        return camera.width, camera.height
+    if re.match(r"^[a-z][a-z0-9+.-]*:", value, re.IGNORECASE) and not value.startswith("file:"):
+        return None  # a URL or a GStreamer pipeline
+    import cv2
+
+    from rva.camera import IMAGE_SUFFIXES
+
+    path = _on(root, value)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        return None if image is None else (image.shape[1], image.shape[0])
+    cap = cv2.VideoCapture(str(path))
+    try:
+        size = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        cap.release()
+    return size if all(size) else None
+
+
+def geometry(camera_id: str, camera: CameraSection, root: Path | None = None) -> list[Finding]:
+    """Lines and zones whose points lie far outside the frame they are drawn on."""
+    size = frame_size(camera, root)
+    if size is None:
+        return []
+    width, height = size
+    dx, dy = width * OUTSIDE_SLACK, height * OUTSIDE_SLACK
+    found: list[Finding] = []
+    shapes = [(f"lines.{n}.points", s.points) for n, s in camera.lines.items()]
+    shapes += [(f"lines.{n}.in_side", [s.in_side]) for n, s in camera.lines.items()]
+    shapes += [(f"zones.{n}.polygon", s.polygon) for n, s in camera.zones.items()]
+    for where, points in shapes:
+        outside = [
+            p for p in points if not (-dx <= p[0] <= width + dx and -dy <= p[1] <= height + dy)
+        ]
+        if outside:
+            shown = ", ".join(f"[{x:g}, {y:g}]" for x, y in outside)
+            found += _error(
+                f"cameras.{camera_id}.{where}",
+                f"{shown} lies outside the {width}x{height} frame of this camera (points are "
+                "in the source frame's pixels)",
+            )
     return found
 
 

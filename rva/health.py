@@ -10,6 +10,7 @@ import redis
 
 from rva import keys
 from rva.connection import TRANSIENT, timeseries_available
+from rva.redact import secrets
 
 FRAME_STALE_S = 10.0  # no new frame for this long: the camera (or rva-capture) is down
 RESULT_STALE_S = 30.0  # no new result for this long while frames arrive: rva-gears is down
@@ -150,7 +151,8 @@ def _camera(client: redis.Redis, camera: str, group: str, now_ms: int) -> Camera
         for k, v in _decode(client.hgetall(keys.STATS)).items()
         if k.startswith(prefix)
     }
-    state.source = _decode(client.hgetall(source_key(camera)))
+    # Written without secrets by capture; redacted again for what an older capture wrote.
+    state.source = {k: secrets(v) for k, v in _decode(client.hgetall(source_key(camera))).items()}
     if state.source.get("state") in ("waiting", "error"):
         state.problems.append(f"camera: {state.source.get('detail') or state.source['state']}")
     if state.frame_age_s is not None and state.frame_age_s > FRAME_STALE_S:
@@ -205,12 +207,12 @@ def redis_problems(client: redis.Redis, now: float) -> list[str]:
     except redis.ResponseError:  # INFO not allowed to this user (an ACL without +info)
         return problems
     if persistence.get("rdb_last_bgsave_status") == "err":
-        since = now - float(persistence.get("rdb_last_save_time") or now)
-        problems.append(
-            "Redis cannot save its snapshot (rdb_last_bgsave_status:err: disk full or "
-            f"read-only?): the last good one is {since / 60:.0f} min old, and everything "
-            "counted since is lost on a power cut"
-        )
+        try:  # when Redis started, on its own clock (the one rdb_last_save_time is on)
+            uptime = float(client.info("server")["uptime_in_seconds"])
+            started: float | None = server_ms(client) / 1000 - uptime
+        except (redis.ResponseError, KeyError, ValueError):
+            started = None
+        problems.append(snapshot_problem(persistence, now, started))
     if persistence.get("aof_enabled") and persistence.get("aof_last_write_status") == "err":
         problems.append("Redis cannot write its append-only file (aof_last_write_status:err)")
     limit, used = int(memory.get("maxmemory") or 0), int(memory.get("used_memory") or 0)
@@ -222,6 +224,21 @@ def redis_problems(client: redis.Redis, now: float) -> list[str]:
             f"{limit / 2**20:.1f} MB (maxmemory); {effect} when it is full"
         )
     return problems
+
+
+def snapshot_problem(persistence: dict[str, Any], now: float, started: float | None) -> str:
+    """What a failing snapshot puts at risk. Redis sets rdb_last_save_time when it starts (or
+    loads its snapshot) and at each good save: it is "the last good one" only when it is later
+    than the start (rdb_saves counts failed saves too, so it cannot tell)."""
+    saved = float(persistence.get("rdb_last_save_time") or now)
+    since = now - saved
+    head = "Redis cannot save its snapshot (rdb_last_bgsave_status:err: disk full or read-only?)"
+    lost = "everything counted since is lost on a power cut"
+    if started is None or saved > started + 1.5:  # both in whole seconds
+        return f"{head}: the last good one is {since / 60:.0f} min old, and {lost}"
+    loaded = int(persistence.get("rdb_last_load_keys_loaded", 0) or 0) > 0
+    kept = " (the snapshot it loaded then is on disk)" if loaded else ""
+    return f"{head}: none saved since Redis started {since / 60:.0f} min ago{kept}, and {lost}"
 
 
 def snapshot(client: redis.Redis, cameras: list[str], group: str) -> Snapshot:

@@ -205,3 +205,37 @@ def test_a_backend_whose_runtime_is_missing_is_said_where_the_gear_runs(
     with pytest.raises(ModelError, match="onnxruntime is not installed"):
         backends.get("onnxruntime")
     assert [b.type_key for b in backends.candidates("auto", "darknet")] == ["opencv"]
+
+
+def test_config_check_refuses_line_and_zone_points_far_outside_the_frame(
+    tmp_path: Path, vtest_path: Path
+) -> None:
+    """vtest.avi is 768x576: a point at x = 5000 is a typo `rva config check` names; one a
+    little past the edge (a line drawn to the picture's border) is fine; a stream's size is
+    unknown before capture, so nothing is said for it."""
+    from tests.conftest import rva
+
+    def check(
+        source: str, line: str, zone: str = "[[200, 200], [460, 200], [460, 320]]"
+    ) -> tuple[int, str]:
+        cfg = tmp_path / "rva.toml"
+        cfg.write_text(
+            f'[cameras.0]\nsource = "{source}"\n'
+            f"[cameras.0.lines.door]\npoints = {line}\nin_side = [400, 270]\n"
+            f"[cameras.0.zones.hall]\npolygon = {zone}\n"
+        )
+        done = rva("config", "check", "--config", str(cfg))
+        return done.returncode, done.stdout + done.stderr
+
+    code, out = check(str(vtest_path), "[[5000, 185], [330, 375]]")
+    assert code == 2, out
+    assert "cameras.0.lines.door.points: [5000, 185] lies outside the 768x576 frame" in out
+    code, out = check(str(vtest_path), "[[330, 185], [330, 375]]", "[[0, 0], [900, 0], [0, 900]]")
+    assert code == 2 and "cameras.0.zones.hall.polygon: [900, 0], [0, 900] lies outside" in out
+    code, out = check(str(vtest_path), "[[0, 185], [790, 375]]")  # just past the edge
+    assert code == 0, out
+    code, out = check("rtsp://cam.local/live", "[[5000, 185], [330, 375]]")
+    assert code == 0, out
+    # A camera delivers the configured size (640x480 by default).
+    code, out = check("/dev/video0", "[[330, 185], [330, 900]]")
+    assert "lies outside the 640x480 frame" in out, out

@@ -14,6 +14,7 @@ from rva.camera.base import (
     Camera,
     SourceError,
 )
+from rva.redact import secrets
 
 
 class OpenCVCamera(Camera):
@@ -31,7 +32,9 @@ class OpenCVCamera(Camera):
     ) -> None:
         super().__init__(width, height, fps, resize=resize or kind == "v4l2")
         self.target, self.kind = target, kind
-        self.description = "GStreamer pipeline" if kind == "gstreamer" else f"{kind} {target}"
+        # Shown in logs, the status line and /healthz: never a URL's password.
+        shown = secrets(str(target))
+        self.description = "GStreamer pipeline" if kind == "gstreamer" else f"{kind} {shown}"
         self.capture: cv2.VideoCapture | None = None
         self.file_fps = 0.0
 

@@ -30,6 +30,7 @@ from rva.connection import TRANSIENT, Backoff, connect, wait_for_redis
 from rva.health import source_key
 from rva.motion import MotionGate
 from rva.ratelog import RateLimitedLog
+from rva.redact import secrets
 from rva.runtime import Runtime
 from rva.services.capture.pacing import Pacer, Throttle
 from rva.tally import Tally
@@ -148,7 +149,9 @@ class SourceReport:
     when something changed; a lost Redis is noticed by the capture loop, not here."""
 
     def __init__(self, client: redis.Redis, camera_id: str, configured: str) -> None:
-        self.client, self.key, self.configured = client, source_key(camera_id), configured
+        # /healthz shows these without authentication: no URL's password (rva.redact).
+        self.client, self.key = client, source_key(camera_id)
+        self.configured = secrets(configured)
         self.last: tuple[str, str, str] | None = None
 
     def __call__(self, state: str, in_use: str = "", detail: str = "") -> None:
@@ -156,9 +159,9 @@ class SourceReport:
             return
         fields = {
             "configured": self.configured,
-            "in_use": in_use,
+            "in_use": secrets(in_use),
             "state": state,
-            "detail": detail,
+            "detail": secrets(detail),
             "since": f"{time.time():.3f}",
         }
         with contextlib.suppress(*TRANSIENT, redis.ResponseError):

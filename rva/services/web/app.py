@@ -62,7 +62,8 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
         """/api/* errors as JSON with the message (unknown path, camera, method, a crash);
         bottle's HTML page elsewhere."""
         if not request.path.startswith("/api/"):
-            return str(Bottle.default_error_handler(app, res))
+            page = Bottle.default_error_handler(app, res)  # bytes: str() would show b'...'
+            return page.decode() if isinstance(page, bytes) else str(page)
         response.content_type = "application/json"
         return json.dumps({"error": str(res.body or res.status_line), "status": res.status_code})
 
