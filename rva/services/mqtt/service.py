@@ -62,7 +62,10 @@ class Publisher:
         section = cfg.mqtt
         assert section is not None
         self.redis, self.cfg, self.link, self.ident = client, cfg, link, ident
-        self.snapshot_s = section.snapshot_interval_s
+        # [web] video = "off" means no picture leaves the device: no snapshot entity either.
+        # One announced before is withdrawn at the next announce (an empty retained config),
+        # and its retained JPEG with it (an empty retained payload on its topic).
+        self.snapshot_s = section.snapshot_interval_s if cfg.web.video != "off" else 0
         self.entities = entities(cfg, ident, snapshots=self.snapshot_s > 0)
         self.sent: dict[str, tuple[str, float]] = {}  # topic -> (payload, when)
         self.events_sent = self.events_skipped = 0

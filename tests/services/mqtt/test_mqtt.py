@@ -505,3 +505,49 @@ def test_the_password_comes_from_the_systemd_credential_when_no_file_is_named(
     services(cfg_path).start("mqtt", env={"CREDENTIALS_DIRECTORY": str(creds)})
     client = redis_plain.client()
     wait_for(lambda: client.hget(keys.MQTT, "state") == b"connected", 20, what="connected")
+
+
+def test_switching_video_off_withdraws_the_retained_snapshot_and_the_camera_entity(
+    redis_ts: RedisServer,
+    vtest_path: Path,
+    tmp_path: Path,
+    services: ServicesFactory,
+    broker: Mosquitto,
+) -> None:
+    """Privacy: after `video = "off"`, a new subscriber must receive no picture: the retained
+    snapshot is replaced by an empty retained payload and the camera entity's discovery config
+    by an empty one (Home Assistant deletes the entity)."""
+    web_port = free_port()
+    tail = mqtt_config(tmp_path, broker, RVA_PASSWORD, snapshot_interval_s=1)
+    cfg_path = appliance_config(tmp_path / "rva.toml", redis_ts.url, vtest_path, web_port, tail)
+    svc = services(cfg_path)
+    svc.pipeline()
+    snapshot = f"{PREFIX}/0/snapshot"
+    collector = Collector(broker.port)
+    try:
+        mqtt_proc = svc.start("mqtt")
+        wait_for(lambda: collector.on(snapshot), 90, what="a retained snapshot")
+        camera_configs = [t for t in collector.configs() if t.startswith(f"{DISCOVERY}/camera/")]
+        assert len(camera_configs) == 1, camera_configs
+        mqtt_proc.terminate()
+        mqtt_proc.wait(15)
+    finally:
+        collector.close()
+    cfg_path.write_text(
+        cfg_path.read_text().replace(
+            f"[web]\nport = {web_port}\n", f'[web]\nport = {web_port}\nvideo = "off"\n'
+        )
+    )
+    assert 'video = "off"' in cfg_path.read_text()
+    svc.start("mqtt")
+    time.sleep(5)  # announced and cleared by then (the link is up within a second)
+
+    late = Collector(broker.port)  # a new subscriber: gets what the broker retains now
+    try:
+        time.sleep(3)
+        retained = {m.topic: m.payload for m in late.messages if m.retained}
+        assert not retained.get(snapshot), "a picture is still retained after video = off"
+        assert not retained.get(camera_configs[0]), "the camera entity is still announced"
+        assert any(retained.get(t) for t in retained if t.startswith(f"{DISCOVERY}/sensor/"))
+    finally:
+        late.close()
