@@ -8,8 +8,10 @@ users file (or an empty one) the page is open, as before, and rva web says so in
 With users, every request but /healthz (and /metrics while [web] metrics_public) needs HTTP Basic
 credentials; anything else gets 401 with ``WWW-Authenticate: Basic``, so the browser asks. A
 password is checked with scrypt once per process (one at a time, so guessing costs at most one
-core); after that the same credentials are recognised by an HMAC under a per-process key,
-compared in constant time, and a changed password needs the KDF again. The file is read again
+core; a few requests may wait for it, more are told to retry; an address that keeps guessing
+wrong is refused for a growing time, without scrypt, and logged); after that the same
+credentials are recognised by an HMAC under a per-process key, compared in constant time, and a
+changed password needs the KDF again. The file is read again
 when it changes, so `rva web passwd` takes effect without a restart. A users file that exists
 but cannot be read or holds no valid line shuts everything but /healthz (fail closed).
 """
@@ -24,6 +26,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -31,6 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +167,28 @@ def delete_user(path: Path, name: str) -> None:
     write_users(path, users)
 
 
+# Wrong passwords: each address may guess FREE_GUESSES times; then each further wrong guess
+# locks it out for 1, 2, 4 ... s (up to LOCKOUT_MAX_S), answered 429 with Retry-After at once,
+# without the KDF. At most KDF_QUEUE requests wait for the KDF (one runs at a time): more are
+# answered 503 with Retry-After, so that a flood from many addresses never queues every
+# worker thread behind scrypt (valid users verified before skip the KDF altogether).
+FREE_GUESSES = 3
+LOCKOUT_MAX_S = 60.0
+KDF_QUEUE = 3
+MAX_TRACKED = 4096  # addresses remembered; the one locked out longest ago makes room
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    retry_s: float
+    why: str
+
+    @property
+    def status_line(self) -> str:
+        return "429 Too Many Requests" if self.status == 429 else "503 Service Unavailable"
+
+
 class Guard:
     """WSGI middleware: Basic authentication when the users file has users."""
 
@@ -175,6 +201,8 @@ class Guard:
         self._problem: str | None = None
         self._key = secrets.token_bytes(32)
         self._verified: dict[str, bytes] = {}
+        self._fails: dict[str, tuple[int, float]] = {}  # address -> (wrong guesses, locked until)
+        self._kdf_busy = 0  # requests running or waiting for the KDF
         self.refresh(force=True)
         if self._problem:
             log.error("web users: %s: everything but /healthz refused", self._problem)
@@ -222,8 +250,7 @@ class Guard:
                 log.info("web users: %d in %s", len(users), self.path)
             self._users, self._problem, self._stamp = users, problem, stamp
 
-    def user(self, authorization: str) -> str | None:
-        """The user these Basic credentials belong to, or None."""
+    def _credentials(self, authorization: str) -> tuple[str, str] | None:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "basic" or not token:
             return None
@@ -232,35 +259,86 @@ class Guard:
             name, sep, password = decoded.partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             return None
-        if not sep:
-            return None
+        return (name, password) if sep else None
+
+    def _seen(self, name: str, password: str) -> bytes:
         stored = self._users.get(name)
-        seen = hmac.new(
+        return hmac.new(
             self._key, f"{name}\0{password}\0{stored}".encode(), hashlib.sha256
         ).digest()
-        if stored is not None and hmac.compare_digest(seen, self._verified.get(name, b"")):
-            return name
-        with self._kdf:  # one scrypt at a time: wrong guesses cost one core at most
-            ok = verify_password(password, stored if stored is not None else _DUMMY)
-        if ok and stored is not None:
-            self._verified[name] = seen
-            return name
+
+    def user(self, authorization: str, address: str = "") -> str | Refusal | None:
+        """The user these Basic credentials belong to; None when they are wrong; a Refusal
+        when the password cannot be checked now (this address guessed wrong too often, or the
+        KDF has a queue): answered at once, so that guessing never holds a worker thread."""
+        found = self._credentials(authorization)
+        if found is None:
+            return None
+        name, password = found
+        seen = self._seen(name, password)
+        if name in self._users and hmac.compare_digest(seen, self._verified.get(name, b"")):
+            return name  # verified before: no KDF, no throttle
+        now = time.monotonic()
+        with self._lock:
+            until = self._fails.get(address, (0, 0.0))[1]
+            if until > now:
+                return Refusal(429, until - now, "too many failed logins from this address")
+            if self._kdf_busy >= KDF_QUEUE:
+                return Refusal(503, 1.0, "busy checking passwords")
+            self._kdf_busy += 1
+        try:
+            with self._kdf:  # one scrypt at a time: wrong guesses cost one core at most
+                stored = self._users.get(name)
+                ok = verify_password(password, stored if stored is not None else _DUMMY)
+        finally:
+            with self._lock:
+                self._kdf_busy -= 1
+        with self._lock:
+            if ok and stored is not None:
+                self._verified[name] = seen
+                self._fails.pop(address, None)
+                return name
+            self._failed(address, self._fails.get(address, (0, 0.0))[0] + 1, time.monotonic())
         return None
+
+    def _failed(self, address: str, fails: int, now: float) -> None:
+        """Count a wrong password from ``address``; past FREE_GUESSES, each further one locks
+        the address out for twice as long (up to LOCKOUT_MAX_S), said once per lock-out."""
+        if len(self._fails) >= MAX_TRACKED and address not in self._fails:
+            oldest = min(self._fails, key=lambda a: self._fails[a][1])
+            del self._fails[oldest]
+        until = 0.0
+        if fails > FREE_GUESSES:
+            lockout = min(2.0 ** (fails - FREE_GUESSES - 1), LOCKOUT_MAX_S)
+            until = now + lockout
+            log.warning(
+                "web: %d wrong passwords from %s: its logins refused for %.0f s",
+                fails,
+                address or "?",
+                lockout,
+            )
+        self._fails[address] = (fails, until)
 
     def __call__(self, app: Callable[..., Any]) -> Callable[..., Any]:
         def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
             if environ.get("PATH_INFO", "/") in self.open_paths or not self.enabled:
                 return app(environ, start_response)
+            headers: list[tuple[str, str]] = []
             if self._problem is None:
-                name = self.user(environ.get("HTTP_AUTHORIZATION", ""))
-                if name is not None:
-                    environ["REMOTE_USER"] = name
+                who = self.user(
+                    environ.get("HTTP_AUTHORIZATION", ""), environ.get("REMOTE_ADDR", "")
+                )
+                if isinstance(who, str):
+                    environ["REMOTE_USER"] = who
                     return app(environ, start_response)
-                status, body = "401 Unauthorized", {"error": "authentication required"}
-                headers = [("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')]
+                if isinstance(who, Refusal):
+                    status, body = who.status_line, {"error": who.why}
+                    headers = [("Retry-After", str(max(1, math.ceil(who.retry_s))))]
+                else:
+                    status, body = "401 Unauthorized", {"error": "authentication required"}
+                    headers = [("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')]
             else:
                 status, body = "503 Service Unavailable", {"error": self._problem}
-                headers = []
             headers += [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
             start_response(status, headers)
             return [json.dumps(body).encode()]
