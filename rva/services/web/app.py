@@ -25,6 +25,7 @@ from rva.services.web import counting_view, metrics
 from rva.services.web.auth import Guard
 from rva.services.web.feed import Feed
 from rva.services.web.httpserver import Server
+from rva.services.web.probe import HealthProbe
 
 log = logging.getLogger(__name__)
 BOUNDARY = "rvaframe"
@@ -42,8 +43,11 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
     # Each stream holds a server thread: capped below the server's threads (make_server).
     streams = threading.BoundedSemaphore(cfg.web.max_viewers)
 
+    # One read in flight at a time, shared; never a wait on a stuck Redis (probe.py).
+    probe = HealthProbe(lambda: health.snapshot(client, cameras, cfg.gear.group))
+
     def snapshot() -> health.Snapshot:
-        return health.snapshot(client, cameras, cfg.gear.group)
+        return probe.get()
 
     def camera_arg(in_path: str | None = None) -> str:
         cam = in_path or request.query.get("camera") or cameras[0]
