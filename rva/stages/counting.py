@@ -15,7 +15,6 @@ nothing.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import redis
@@ -25,6 +24,7 @@ from rva.analytics.counting import Counter, Event
 from rva.analytics.geometry import Line, Zone
 from rva.config import CameraSection, Config
 from rva.stages.base import Stage, StageOutput
+from rva.stages.clock import StageClock
 
 Box = tuple[float, float, float, float]
 
@@ -57,10 +57,6 @@ def boxes_of(fields: dict[bytes, bytes]) -> list[Box]:
     ]
 
 
-def local_day(t_ms: int) -> str:
-    return time.strftime("%Y-%m-%d", time.localtime(t_ms / 1000))
-
-
 class CountingStage(Stage):
     type_key = "counting"
 
@@ -71,7 +67,11 @@ class CountingStage(Stage):
         # Totals by "line:<name>:<direction>", since install and for `day` (the device's date).
         self.totals: dict[str, int] = {}
         self.today: dict[str, int] = {}
-        self.day = ""
+        self.clock = StageClock(frame_ms=1000.0 / self.section.fps)
+
+    @property
+    def day(self) -> str:
+        return self.clock.day
 
     @classmethod
     def wanted(cls, camera: str, cfg: Config) -> bool:
@@ -93,7 +93,8 @@ class CountingStage(Stage):
         self.counter = counter_for(self.section, self.cfg, state.get("counter"))
         self.totals = dict(state.get("totals", {}))
         self.today = dict(state.get("today", {}))
-        self.day = state.get("day", "")
+        clock = state.get("clock") or {"day": state.get("day", "")}  # states before the clock
+        self.clock = StageClock.from_state(clock, 1000.0 / self.section.fps)
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -101,19 +102,22 @@ class CountingStage(Stage):
             "totals": self.totals,
             "today": self.today,
             "day": self.day,
+            "clock": self.clock.to_state(),
         }
 
     # -- one result -----------------------------------------------------------------------
     def handle(self, t_ms: int, fields: dict[bytes, bytes]) -> StageOutput:
-        outcome = self.counter.step(boxes_of(fields), t_ms)
+        # Tracks and dwell run on the stage's elapsed clock, today's totals on its day: both
+        # survive a clock that steps (rva.stages.clock); what is written keeps t_ms.
+        elapsed_ms, _day, new_day = self.clock.tick(t_ms)
+        if new_day:
+            self.today = {}
+        outcome = self.counter.step(boxes_of(fields), elapsed_ms)
         out = StageOutput()
-        day = local_day(t_ms)
-        if day != self.day:
-            self.day, self.today = day, {}
         crossings: dict[str, int] = {}
         dwell_at: dict[str, int] = {}
         for event in outcome.events:
-            out.events.append(event_fields(event))
+            out.events.append({**event_fields(event), "t": t_ms})
             if event.kind == "line":
                 field = f"line:{event.name}:{event.direction}"
                 self.totals[field] = self.totals.get(field, 0) + 1
