@@ -42,6 +42,12 @@ class WebSection(Section):
         title="Users and password hashes (`rva web passwd USER`); with users, everything but "
         "/healthz needs HTTP Basic credentials",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        title="Host names the page may be reached by besides IP addresses and this device's own "
+        'names (host name, <host>.local, localhost); "*" for any. Other names are refused '
+        "(421): DNS rebinding",
+    )
     metrics_public: bool = Field(
         True, title="/metrics needs no credentials (for Prometheus) even when there are users"
     )

@@ -21,7 +21,7 @@ from rva import health, keys
 from rva.config import Config
 from rva.connection import TRANSIENT, connect, timeseries_available, wait_for_redis
 from rva.runtime import Runtime
-from rva.services.web import counting_view, metrics
+from rva.services.web import counting_view, metrics, requesthead
 from rva.services.web.auth import Guard
 from rva.services.web.feed import Feed
 from rva.services.web.httpserver import Server
@@ -256,6 +256,7 @@ def make_server(app: Bottle, cfg: Config, host: str, port: int) -> Server:
         request_timeout=cfg.web.request_timeout_s,
         io_timeout=cfg.web.io_timeout_s,
         threads=cfg.web.max_viewers + 8,
+        allowed_hosts=requesthead.device_names() | {h.lower() for h in cfg.web.allowed_hosts},
     )
 
 

@@ -38,10 +38,13 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler
 
+from rva.services.web import requesthead
+
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 16 * 1024  # a request head larger than this is refused (431)
 SPARE_FDS = 128  # file descriptors kept for Redis, logs and the feeds beside the connections
+CLOSE_S = 2.0  # an answered connection is read to its end this long at most, then closed
 
 
 @dataclass
@@ -148,8 +151,14 @@ class Server:
         request_timeout: float = 10.0,
         io_timeout: float = 20.0,
         threads: int = 24,
+        allowed_hosts: set[str] | None = None,
     ) -> None:
         self.app = app
+        # Host names besides IP addresses (requesthead.py); None: any.
+        self.allowed_hosts = {"*"} if allowed_hosts is None else allowed_hosts
+        # Complete requests queued for the workers beyond this are answered 503 at once: a
+        # burst is told to come back (Retry-After) instead of waiting in line or being reset.
+        self.max_queued = threads * 4
         self.request_timeout, self.io_timeout = request_timeout, io_timeout
         limit = raise_fd_limit(max_connections + threads + SPARE_FDS)
         self.max_connections = max(8, min(max_connections, limit - threads - SPARE_FDS))
@@ -176,10 +185,13 @@ class Server:
         }
         self.selector = selectors.DefaultSelector()
         self.waiting: dict[int, _Waiting] = {}  # by fd, oldest first
+        # Answered without a worker (503, 400...): read to the end and closed, not reset (a
+        # socket closed with unread input sends RST, and the client loses the answer).
+        self.closing: dict[int, tuple[socket.socket, float]] = {}
         self.ready: queue.SimpleQueue[tuple[socket.socket, Any, bytes] | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.busy = 0  # connections handed to the workers (queued or being answered)
-        self.evicted = self.timed_out = 0  # for tests and the status line
+        self.evicted = self.timed_out = self.shed = 0  # for tests and the status line
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._listening = False
@@ -205,6 +217,8 @@ class Server:
                 for key, _events in self.selector.select(timeout=0.25):
                     if key.fileobj is self.socket:
                         self._accept()
+                    elif key.fd in self.closing:
+                        self._drain(key.fd)
                     else:
                         self._read(key.fd)
                 self._expire()
@@ -218,6 +232,8 @@ class Server:
     def server_close(self) -> None:
         for fd in list(self.waiting):
             self._drop(fd)
+        for fd in list(self.closing):
+            self._close_answered(fd)
         self.selector.close()
         self.socket.close()
         for _ in self.workers:
@@ -252,7 +268,9 @@ class Server:
                     continue
                 raise
             if self.open_connections() >= self.max_connections and not self._evict_oldest():
-                sock.close()  # every connection is being answered: no room at all
+                # Every connection is being answered: no room at all. Told so, not reset.
+                self.shed += 1
+                self._answer(sock, BUSY)
                 continue
             sock.setblocking(False)
             self.waiting[sock.fileno()] = _Waiting(sock, addr, time.monotonic())
@@ -261,7 +279,7 @@ class Server:
     def _evict_oldest(self) -> bool:
         if not self.waiting:
             return False
-        self._drop(next(iter(self.waiting)))
+        self._drop(next(iter(self.waiting)), BUSY)
         self.evicted += 1
         if self.evicted in (1, 10, 100) or self.evicted % 1000 == 0:
             log.warning(
@@ -276,10 +294,42 @@ class Server:
         waiting = self.waiting.pop(fd)
         self.selector.unregister(waiting.sock)
         if reply:
-            with contextlib.suppress(OSError):
-                waiting.sock.send(reply)
+            self._answer(waiting.sock, reply)
+            return
         with contextlib.suppress(OSError):
             waiting.sock.close()
+
+    def _answer(self, sock: socket.socket, reply: bytes) -> None:
+        """Send a short answer and close gracefully: what the client still sends is read and
+        thrown away until it closes (or CLOSE_S passes), so that it gets the answer."""
+        try:
+            sock.setblocking(False)
+            sock.send(reply)
+            sock.shutdown(socket.SHUT_WR)
+            self.selector.register(sock, selectors.EVENT_READ)
+        except OSError:
+            with contextlib.suppress(OSError):
+                sock.close()
+            return
+        self.closing[sock.fileno()] = (sock, time.monotonic() + CLOSE_S)
+
+    def _drain(self, fd: int) -> None:
+        sock, _deadline = self.closing[fd]
+        try:
+            if sock.recv(65536):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._close_answered(fd)
+
+    def _close_answered(self, fd: int) -> None:
+        sock, _deadline = self.closing.pop(fd)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(sock)
+        with contextlib.suppress(OSError):
+            sock.close()
 
     def _read(self, fd: int) -> None:
         waiting = self.waiting[fd]
@@ -294,16 +344,27 @@ class Server:
             return
         waiting.head += data
         if b"\r\n\r\n" in waiting.head or b"\n\n" in waiting.head:
+            head = requesthead.check(bytes(waiting.head), self.allowed_hosts)
+            if isinstance(head, requesthead.Refused):
+                self._drop(fd, head.response())
+                return
+            if self.busy >= self.max_queued:
+                self.shed += 1
+                self._drop(fd, BUSY)
+                return
             self.waiting.pop(fd)
             self.selector.unregister(waiting.sock)
             with self.lock:
                 self.busy += 1
-            self.ready.put((waiting.sock, waiting.addr, bytes(waiting.head)))
+            self.ready.put((waiting.sock, waiting.addr, head))
         elif len(waiting.head) > MAX_HEAD:
             self._drop(fd, _status(431, "Request Header Fields Too Large"))
 
     def _expire(self) -> None:
-        deadline = time.monotonic() - self.request_timeout
+        now = time.monotonic()
+        for fd in [fd for fd, (_s, until) in self.closing.items() if until <= now]:
+            self._close_answered(fd)
+        deadline = now - self.request_timeout
         while self.waiting:
             fd, oldest = next(iter(self.waiting.items()))
             if oldest.since > deadline:
@@ -331,6 +392,12 @@ class Server:
                     sock.close()
                 with self.lock:
                     self.busy -= 1
+
+
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 22\r\nConnection: close\r\n\r\nbusy: try again in 1 s"
+)
 
 
 def _status(code: int, reason: str) -> bytes:

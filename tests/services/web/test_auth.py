@@ -287,12 +287,17 @@ def test_users_turn_basic_authentication_on_for_everything_but_healthz_and_metri
         assert status == 401, (path, status, body[:200])
         assert headers["www-authenticate"].startswith('Basic realm="RVA"'), headers
         assert json.loads(body) == {"error": "authentication required"}
-        for wrong in (("alice", OTHER), ("mallory", PASSWORD), ("alice", "")):
-            assert web.get(path, auth=wrong)[0] == 401, (path, wrong)
         for garbage in ("Basic !!!", "Basic " + base64.b64encode(b"nocolon").decode(), "Bearer x"):
             assert web.get(path, header=garbage)[0] == 401, (path, garbage)
+    # Wrong credentials: 401, three times free for an address; the fourth locks it out for a
+    # second (test_auth_flood.py has the rest of the throttle).
+    for wrong in (("alice", OTHER), ("mallory", PASSWORD), ("alice", ""), ("alice", "x" * 8)):
+        assert web.get("/api/cameras", auth=wrong)[0] == 401, wrong
+    status, headers, _body = web.get("/api/cameras", auth=("alice", OTHER))
+    assert status == 429 and headers["retry-after"] == "1", (status, headers)
     assert web.get("/healthz")[0] == 200
     assert web.get("/metrics")[0] == 200
+    time.sleep(1.2)
 
     # The right credentials: everything as before.
     good = ("alice", PASSWORD)
