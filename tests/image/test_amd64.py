@@ -233,6 +233,35 @@ def test_amd64_mdns_follows_a_web_port_edited_on_the_device(amd64_vm: VM) -> Non
 
 
 @slow
+def test_amd64_web_protocol_checks_hold_on_debian_13s_python(amd64_vm: VM) -> None:
+    """The same request-head checks as tests/services/web/test_protocol.py, against rva web
+    running on the image's own Python (Debian 13's), not the test machine's."""
+    import socket
+
+    def answer(request: bytes) -> int:
+        with socket.create_connection(("127.0.0.1", amd64_vm.web_port), timeout=30) as s:
+            s.sendall(request)
+            s.shutdown(socket.SHUT_WR)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1."), data[:200]
+        return int(data.split()[1])
+
+    python = amd64_vm.ssh("/opt/rva/venv/bin/python -c 'import sys; print(sys.version_info[:2])'")
+    assert python.strip() == "(3, 13)", python
+    assert answer(b"HELLO\r\n\r\n") == 400
+    assert answer(b"GET / HTTP/9.9\r\nHost: localhost\r\n\r\n") == 505
+    assert answer(b"GET /vid%ffeo HTTP/1.1\r\nHost: localhost\r\n\r\n") == 400
+    smuggle = (
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    assert answer(smuggle) == 400
+    assert answer(b"GET /healthz HTTP/1.1\r\nHost: evil.example\r\n\r\n") == 421
+    assert answer(b"GET http://localhost/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n") == 200
+
+
+@slow
 def test_amd64_rva_stops_promptly_while_redis_is_down(amd64_vm: VM) -> None:
     """With Redis stopped, `systemctl stop rva.target` must not wait out the units' stop
     timeouts: every service leaves its backoff loop when asked (docs/faults.md)."""
