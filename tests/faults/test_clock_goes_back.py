@@ -16,8 +16,10 @@ right), samples are written again by themselves.
 from __future__ import annotations
 
 import glob
+import json
 import re
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -129,6 +131,54 @@ def test_time_going_back_holds_the_series_says_so_and_recovers(
     assert healthz(port)["cameras"]["0"]["frame_age_s"] >= 0
     caught_up = re.escape("clock caught up; time series written again")
     wait_log(svc, procs["gears"], caught_up, timeout=10)
+    assert_nothing_counted_twice(client)
+    for name, proc in procs.items():
+        assert proc.poll() is None, name
+        stops_cleanly(proc, signal.SIGTERM)
+
+
+def test_a_day_ahead_for_30_s_then_set_right_keeps_today_and_the_tracker(
+    fault_stack: Callable[..., FaultStack], tmp_path: Path
+) -> None:
+    """The probe's reproduction: Redis's clock +1 day for 30 s, then corrected. Before, the day
+    rolled over (in:today 184 -> 5), then every frame shared one millisecond: zone dwell 0.0,
+    tracks never expired (40 -> 52 tracks). Now today's totals stay and the tracker keeps only
+    the people in view."""
+    clock = tmp_path / "faketime"
+    clock.write_text("+0\n")
+    stack = fault_stack(
+        env={
+            "LD_PRELOAD": libfaketime(),
+            "FAKETIME_TIMESTAMP_FILE": str(clock),
+            "FAKETIME_CACHE_DURATION": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        },
+        camera={"maxlen": 5000},
+        **{"cameras.0.lines.path": LINE, "cameras.0.zones.path": ZONE},
+    )
+    procs = stack.appliance()
+    client = stack.client()
+    counts = keys.counts("0")
+
+    def today_total() -> int:
+        fields = {k.decode(): v.decode() for k, v in client.hgetall(counts).items()}
+        return sum(int(v) for k, v in fields.items() if k.endswith(":today"))
+
+    wait_for(lambda: today_total() >= 2, 180, what="crossings counted today")
+    day = client.hget(counts, "day")
+    before = today_total()
+    clock.write_text("+1d\n")
+    time.sleep(30)
+    clock.write_text("+0\n")
+    start = client.xlen(keys.results("0"))
+    wait_for(lambda: client.xlen(keys.results("0")) >= start + 40, 240, what="results after")
+    assert client.hget(counts, "day") == day, "the day rolled over"
+    assert today_total() >= before, (today_total(), before)
+    # The tracker's state (the stage's checkpoint): only the people in view, not every track
+    # since the clock stepped.
+    state = json.loads(client.hget(keys.stage_state("0", "counting"), "state") or b"{}")
+    tracks = state["counter"]["tracker"]["tracks"]
+    assert len(tracks) < 30, f"{len(tracks)} tracks kept: the tracker stopped expiring them"
     assert_nothing_counted_twice(client)
     for name, proc in procs.items():
         assert proc.poll() is None, name
