@@ -116,7 +116,13 @@ return {length, last}
 def _camera(client: redis.Redis, camera: str, group: str, now_ms: int) -> CameraState:
     state = CameraState(camera)
     try:
-        length, last_id = client.register_script(STREAM_HEAD)(keys=[keys.frames(camera)])
+        try:
+            length, last_id = client.register_script(STREAM_HEAD)(keys=[keys.frames(camera)])
+        except redis.exceptions.NoPermissionError:
+            # A user without EVAL (the device's read-only default user: `rva status` or `rva
+            # doctor` as root): XINFO STREAM says the same, with two frames more on the wire.
+            info = client.xinfo_stream(keys.frames(camera))
+            length, last_id = info["length"], info["last-generated-id"]
         state.frames = int(length)
         last = _id_ms(last_id)
         state.frame_age_s = (now_ms - last) / 1000 if last else None

@@ -20,11 +20,11 @@ ROOT=$CACHE/root
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/raspi4b.XXXXXX")
 trap 'umount "$ROOT/work" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-if [ ! -x "$ROOT/usr/bin/qemu-system-aarch64" ]; then
+if [ ! -x "$ROOT/usr/bin/qemu-system-aarch64" ] || [ ! -x "$ROOT/usr/bin/fdtput" ]; then
     mirror=$("$HERE/debian-mirror.sh")
     rm -rf "$ROOT" && mkdir -p "$CACHE"
     echo "boot-raspi4b: Debian 13 root with qemu-system-arm in $ROOT (once)" >&2
-    mmdebstrap --quiet --variant=apt --include=qemu-system-arm,qemu-utils \
+    mmdebstrap --quiet --variant=apt --include=qemu-system-arm,qemu-utils,device-tree-compiler \
         --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
         trixie "$ROOT" "$mirror"
 fi
@@ -45,6 +45,11 @@ echo "boot files: $kernel, $initrd, bcm2711-rpi-4-b.dtb; cmdline.txt: $cmdline"
 # An SD card of 2^n bytes over the image, inside the QEMU root's view.
 mkdir -p "$ROOT/work"
 mount --bind "$WORK" "$ROOT/work"
+# The SD slot's supplies are GPIO regulators on the firmware's GPIO expander, which QEMU's
+# firmware model does not answer (-EIO): without them in the device tree, emmc2 probes.
+for supply in vqmmc-supply vmmc-supply; do
+    chroot "$ROOT" fdtput -d /work/bcm2711-rpi-4-b.dtb /emmc2bus/mmc@7e340000 "$supply"
+done
 cp "$IMAGE" "$WORK/card.img"
 size=1
 while [ "$size" -lt "$(stat -c %s "$IMAGE")" ]; do size=$((size * 2)); done
@@ -73,13 +78,16 @@ milestone() { # PATTERN NAME: the first time PATTERN shows on the console
     fi
 }
 declare -A seen
-names=(kernel rootfs systemd redis-server rva-init rva-capture rva-gears rva-web "camera status")
-patterns=('Linux version' 'EXT4-fs \(mmcblk[0-9]p2\): mounted' 'systemd\[1\]: systemd [0-9]+ running'
+names=(kernel initramfs "SD controller (emmc2)" "SD card" "root not found" rootfs systemd redis-server
+    rva-init rva-capture rva-gears rva-web "camera status")
+patterns=('Linux version' 'Loading, please wait' 'mmc[0-9]: SDHCI controller on fe340000' 'mmcblk[0-9]: p1 p2'
+    'PARTUUID=[0-9a-f-]+ does not exist' 'EXT4-fs \(mmcblk[0-9]p2\): mounted' 'systemd\[1\]: systemd [0-9]+ running'
     'Started redis-server.service' 'Finished rva-init.service|Started rva-init' 'Started rva-capture.service'
     'Started rva-gears.service' 'Started rva-web.service' 'no camera found')
 while kill -0 "$qemu" 2>/dev/null; do
     for i in "${!names[@]}"; do milestone "${patterns[i]}" "${names[i]}"; done
     [ -n "${seen[rva-web]:-}" ] && [ -n "${seen[rva-gears]:-}" ] && [ -n "${seen[rva-capture]:-}" ] && break
+    [ -n "${seen[root not found]:-}" ] && break
     sleep 2
 done
 for i in "${!names[@]}"; do milestone "${patterns[i]}" "${names[i]}"; done

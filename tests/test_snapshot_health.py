@@ -44,3 +44,23 @@ def test_a_snapshot_that_never_succeeded_is_not_called_the_last_good_one(
     assert info["rdb_last_bgsave_status"] == "err"
     said = health.redis_problems(client, time.time() + 120)  # two minutes on
     assert "the last good one is 2 min old" in said[0], said
+
+
+def test_a_read_only_user_without_eval_still_sees_the_frames(redis_plain: RedisServer) -> None:
+    """The device's default Redis user may read but not EVAL (`rva status` and `rva doctor`
+    run as root use it): the stream's length and newest frame come from XINFO STREAM then."""
+    admin = redis_plain.client()
+    admin.execute_command(
+        "ACL", "SETUSER", "reader", "on", "nopass", "~*", "resetchannels",
+        "-@all", "+@connection", "+@read", "-@dangerous", "+time", "+info",
+    )  # fmt: skip
+    for n in range(3):
+        admin.xadd("camera:0", {"count": n, "image": b"x"})
+    url = redis_plain.url.replace("redis://", "redis://reader@")
+    from rva.connection import connect
+
+    reader = connect(url)
+    snap = health.snapshot(reader, ["0"], "rva-gears")
+    state = snap.cameras["0"]
+    assert state.frames == 3 and state.frame_age_s is not None and state.frame_age_s < 60, state
+    assert not any("no frames yet" in p for p in state.problems), state.problems

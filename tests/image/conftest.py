@@ -146,8 +146,8 @@ def amd64_image(
 def arm_builds(
     can_build_images: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BuildQueue]:
-    """arm64, then rpi4 and rpi5 (which reuse arm64's provisioned root: same variables), in the
-    background from the first image test on that needs them."""
+    """arm64, then arm64 on the 16 KiB kernel, rpi4 and rpi5 (which reuse arm64's provisioned
+    root: same variables), in the background from the first image test on that needs them."""
     tmp = tmp_path_factory.mktemp("arm64-build")
     overlay = str(footage_overlay(tmp, with_redis_libs=False))
     distro = ("--var", "rva_redis_source=distro")
@@ -161,9 +161,9 @@ def arm_builds(
     queue = BuildQueue(
         [
             ("arm64", (*distro, "--overlay", overlay)),
+            ("arm64:16k", sixteen_k),  # booted while the Pis build
             ("rpi4", debian_pi),
             ("rpi5", debian_pi),
-            ("arm64:16k", sixteen_k),
         ]
     )
     queue.start()
