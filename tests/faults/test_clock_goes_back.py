@@ -61,12 +61,11 @@ def server_ms(client: redis.Redis) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-def test_time_going_back_holds_the_series_says_so_and_recovers(
-    fault_stack: Callable[..., FaultStack], tmp_path: Path
-) -> None:
-    clock = tmp_path / "faketime"  # what libfaketime adds to Redis's clock, read every second
+def faked_clock_stack(fault_stack: Callable[..., FaultStack], clock: Path) -> FaultStack:
+    """A Redis whose clock is shifted by what ``clock`` says (libfaketime reads it every
+    second; "+0" to start), with a line and a zone on vtest.avi."""
     clock.write_text("+0\n")
-    stack = fault_stack(
+    return fault_stack(
         env={
             "LD_PRELOAD": libfaketime(),
             "FAKETIME_TIMESTAMP_FILE": str(clock),
@@ -76,6 +75,13 @@ def test_time_going_back_holds_the_series_says_so_and_recovers(
         camera={"maxlen": 5000},
         **{"cameras.0.lines.path": LINE, "cameras.0.zones.path": ZONE},
     )
+
+
+def test_time_going_back_holds_the_series_says_so_and_recovers(
+    fault_stack: Callable[..., FaultStack], tmp_path: Path
+) -> None:
+    clock = tmp_path / "faketime"  # what libfaketime adds to Redis's clock, read every second
+    stack = faked_clock_stack(fault_stack, clock)
     procs = stack.appliance()
     svc, server, port, client = stack.svc, stack.server, stack.port, stack.client()
     people, occupancy = keys.series("0", "people"), keys.zone_series("0", "path", "occupancy")
@@ -145,17 +151,7 @@ def test_a_day_ahead_for_30_s_then_set_right_keeps_today_and_the_tracker(
     tracks never expired (40 -> 52 tracks). Now today's totals stay and the tracker keeps only
     the people in view."""
     clock = tmp_path / "faketime"
-    clock.write_text("+0\n")
-    stack = fault_stack(
-        env={
-            "LD_PRELOAD": libfaketime(),
-            "FAKETIME_TIMESTAMP_FILE": str(clock),
-            "FAKETIME_CACHE_DURATION": "1",
-            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-        },
-        camera={"maxlen": 5000},
-        **{"cameras.0.lines.path": LINE, "cameras.0.zones.path": ZONE},
-    )
+    stack = faked_clock_stack(fault_stack, clock)
     procs = stack.appliance()
     client = stack.client()
     counts = keys.counts("0")
