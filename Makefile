@@ -1,7 +1,7 @@
 # RVA developer entry points. Everything downloaded lands in .cache/ (ignored by git).
 #   make demo   - the whole chain on the sample video, page at http://localhost:5000/
 #   make test   - the test suite (installs what it needs first)
-#   make lint   - ruff + mypy + shellcheck
+#   make lint   - ruff + mypy + shellcheck + the layout's rules (tests/test_layout.py)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -71,6 +71,7 @@ lint: venv-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q tests/test_lint.py -k shellcheck
+	$(BIN)/pytest -q tests/test_layout.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
