@@ -262,15 +262,14 @@ def live_rows(url: str, cameras: dict[str, str]) -> list[Row]:
     from rva.connection import connect
 
     rows = [redis_starts()]
-    found, notes = find_cameras()
-    rows.append(
-        Row(
-            "camera listed",
-            OK if found else FAIL,
-            "; ".join(c.description for c in found) or "; ".join(notes) or "none",
-            fix="" if found else "check the ribbon cable; `rpicam-hello --list-cameras`",
-        )
-    )
+    hardware = [s for s in cameras.values() if s == "auto" or s.startswith(("picamera", "/dev/"))]
+    if hardware:
+        found, notes = find_cameras()
+        listed = "; ".join(c.description for c in found) or "; ".join(notes) or "none"
+        fix = "" if found else "plug a camera in; on a Pi: `rpicam-hello --list-cameras`"
+        rows.append(Row("camera listed", OK if found else FAIL, listed, fix=fix))
+    else:
+        rows.append(Row("camera listed", SKIP, "no camera configured (files or streams only)"))
     client = connect(url, name="rva-doctor")
     snap = health.snapshot(client, list(cameras), "rva-gears")
     if not snap.redis:

@@ -275,7 +275,8 @@ def test_pip_install_then_rva_from_the_repository_root(tmp_path: Path, vtest_pat
     package = purelib / "rva"
     assert package.is_dir() and not package.is_symlink()
     for folder, patterns in (
-        ("services/static", ("*.html", "*.js", "*.css")),
+        ("services/web/static", ("*.html", "*.js", "*.css")),
+        ("boards", ("*.toml",)),
         ("models", ("*.toml",)),
     ):
         want = {p.name for pat in patterns for p in (ROOT / "rva" / folder).glob(pat)}
