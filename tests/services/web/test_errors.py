@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import RedisServer, Services, free_port, wait_for, write_config
-
-
-def _get(port: int, path: str) -> tuple[int, str, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.getheader("Content-Type") or "", resp.read().decode()
-    finally:
-        conn.close()
+from tests.services.web.test_web import http_get
 
 
 def test_error_pages_are_html_outside_the_api_and_json_inside(
@@ -26,11 +16,12 @@ def test_error_pages_are_html_outside_the_api_and_json_inside(
     svc = services(write_config(tmp_path / "rva.toml", redis_plain.url, vtest_path))
     port = free_port()
     svc.start("web", "--port", str(port))
-    wait_for(lambda: _get(port, "/healthz")[0] in (200, 503), 60, what="rva web up")
-    status, kind, body = _get(port, "/no/such/page")
-    assert status == 404 and kind.startswith("text/html"), (status, kind)
+    wait_for(lambda: http_get(port, "/healthz")[0] in (200, 503), 60, what="rva web up")
+    status, headers, raw = http_get(port, "/no/such/page")
+    body = raw.decode()
+    assert status == 404 and headers["content-type"].startswith("text/html"), (status, headers)
     assert body.lstrip().startswith("<!DOCTYPE HTML") and "b'" not in body[:10], body[:200]
     assert "Error: 404 Not Found" in body
-    status, kind, body = _get(port, "/api/no-such-thing")
-    assert status == 404 and kind.startswith("application/json")
-    assert json.loads(body)["status"] == 404
+    status, headers, raw = http_get(port, "/api/no-such-thing")
+    assert status == 404 and headers["content-type"].startswith("application/json")
+    assert json.loads(raw)["status"] == 404
