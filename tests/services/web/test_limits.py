@@ -269,7 +269,17 @@ def test_a_viewer_that_stops_reading_frees_its_slot(web: Web) -> None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.connect(("127.0.0.1", web.port))
         s.sendall(b"GET /video?camera=0 HTTP/1.0\r\n\r\n")
-        stuck.append(s)  # never read: the server's sends block once the buffers are full
+        # Read only the status line, so each holds its slot before the next request (a probe
+        # sent meanwhile could take the slot first), then never read again: the server's sends
+        # block once the buffers are full.
+        s.settimeout(30)
+        head = b""
+        while b"\r\n" not in head:
+            chunk = s.recv(1)
+            assert chunk, f"closed before a status line: {head!r}"
+            head += chunk
+        assert head.startswith(b"HTTP/1.0 200"), head
+        stuck.append(s)
 
     def slots_taken() -> bool:
         return video_status(web.port)[0] == 503
