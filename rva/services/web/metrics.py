@@ -1,15 +1,51 @@
-"""/metrics: the appliance's state in Prometheus text format, read from Redis at scrape time."""
+"""/metrics: the appliance's state in Prometheus text format, read from Redis at scrape time,
+with rva web's own build and process metrics."""
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from rva import keys
+from rva import __version__, keys
 from rva.health import Snapshot
+
+# Every kind of bad input or refused write counted in rva:errors ("<camera>:<kind>"), exported
+# as 0 for each camera until it happens, so that rate() and alerts on rva_errors_total work
+# from the first scrape. Kinds found in Redis but not listed here are exported too.
+ERROR_KINDS = (
+    # a frame the gear cannot decode (rva.images.ImageRejected) or an entry without one
+    "empty_frame",
+    "oversized",
+    "unsupported_format",
+    "corrupt_frame",
+    "bad_entry",
+    # the gear worker: a failed entry, samples RedisTimeSeries refused or held back
+    "gear_failed",
+    "sample_refused",
+    "samples_held",
+    # capture: frames Redis refused
+    "frames_refused",
+    # the counting stage
+    "stage_gap",
+    "stage_bad_result",
+    "stage_sample_refused",
+    "stage_samples_held",
+)
+
+
+class BuildCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            "rva_build_info",
+            "1, labelled with the running rva and Python versions",
+            labels=["version", "python"],
+        )
+        info.add_metric([__version__, platform.python_version()], 1.0)
+        yield info
 
 
 class RvaCollector(Collector):
@@ -38,8 +74,8 @@ class RvaCollector(Collector):
             "rva_fps", "Frames per second into and out of the gear", labels=["camera", "direction"]
         )
         stage = GaugeMetricFamily(
-            "rva_stage_milliseconds",
-            "Time per stage for the newest frame",
+            "rva_stage_seconds",
+            "Seconds per stage for the newest frame",
             labels=["camera", "stage"],
         )
         frame_age = GaugeMetricFamily(
@@ -68,7 +104,8 @@ class RvaCollector(Collector):
                     fps.add_metric([cam, direction], st.latest[f"{direction}_fps"])
             for name in keys.STAGES:
                 if f"prf_{name}" in st.latest:
-                    stage.add_metric([cam, name], st.latest[f"prf_{name}"])
+                    # camera:<id>:latest keeps the gear's prf_* in milliseconds
+                    stage.add_metric([cam, name], st.latest[f"prf_{name}"] / 1000.0)
             if st.frame_age_s is not None:
                 frame_age.add_metric([cam], st.frame_age_s)
             if st.result_age_s is not None:
@@ -79,7 +116,7 @@ class RvaCollector(Collector):
                 pending.add_metric([cam], st.gear_pending)
             for outcome, n in sorted(st.counters.items()):
                 frames.add_metric([cam, outcome], n)
-            for kind, n in sorted(st.errors.items()):
+            for kind, n in sorted((dict.fromkeys(ERROR_KINDS, 0) | st.errors).items()):
                 errors.add_metric([cam, kind], n)
         yield from (people, fps, stage, frame_age, result_age, lag, pending, frames, errors)
         if self.take_counts and snap.redis:
@@ -122,4 +159,6 @@ def render(
 ) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RvaCollector(take_snapshot, take_counts, take_rejected))
+    registry.register(BuildCollector())
+    ProcessCollector(registry=registry)  # process_*: this rva web process, from /proc/self
     return generate_latest(registry)

@@ -468,7 +468,7 @@ def test_metrics_parse_as_prometheus_text_with_live_values(pipeline: Pipeline) -
     assert len(samples("rva_people", camera="0")) == 1 and samples("rva_people", camera="0")[0] >= 0
     assert samples("rva_fps", camera="0", direction="in")[0] > 0
     assert samples("rva_fps", camera="0", direction="out")[0] > 0
-    assert samples("rva_stage_milliseconds", camera="0", stage="model")[0] > 0
+    assert samples("rva_stage_seconds", camera="0", stage="model")[0] > 0
     assert samples("rva_frame_age_seconds", camera="0")[0] < 5
     # The parser names a counter family without "_total"; its samples keep it.
     assert families["rva_frames"].type == "counter"
