@@ -5,7 +5,7 @@ An error is a source that cannot work as written (a file that is not there, an u
 source, a URL without its scheme's colon, a GStreamer pipeline without GStreamer); a warning is
 one that may work later (a /dev/videoN not plugged in yet). Nothing here opens a camera or a
 network stream; ``auto`` is not probed (that would start libcamera, even in an image build's
-chroot): capture and `rva status` say what it found.
+chroot): capture and `rva status` say what it found. The files [mqtt] names are checked too.
 """
 
 from __future__ import annotations
@@ -50,6 +50,31 @@ def config(cfg: Config, root: Path | None = None) -> list[Finding]:
             f.key == key and f.level == "error" for f in found
         ):
             found += geometry(camera_id, camera, root)
+    return found + mqtt_files(cfg, root)
+
+
+def mqtt_files(cfg: Config, root: Path | None = None) -> list[Finding]:
+    """The files [mqtt] names: rva mqtt reads them when it starts and stops with an error when
+    one is not there. Without mqtt.password_file the password is the systemd credential
+    rva-mqtt.service loads, which is no file of this config's to check."""
+    section = cfg.mqtt
+    if section is None or not section.enabled:
+        return []
+    files = [("mqtt.password_file", section.password_file)]
+    if section.tls is not None:
+        tls = section.tls
+        files += [(f"mqtt.tls.{k}", getattr(tls, k)) for k in ("ca_file", "cert_file", "key_file")]
+    found: list[Finding] = []
+    for key, name in files:
+        if not name:
+            continue
+        there = _on(root, name)
+        if not there.exists():
+            found += _error(key, f"no such file: {name} (rva mqtt cannot start without it)")
+        elif not there.is_file():
+            found += _error(key, f"{name} is not a file")
+        elif not os.access(there, os.R_OK):
+            found += _warning(key, f"{name} is not readable here; rva mqtt must be able to read it")
     return found
 
 

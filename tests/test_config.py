@@ -216,12 +216,15 @@ def test_config_check_refuses_line_and_zone_points_far_outside_the_frame(
     from tests.conftest import rva
 
     def check(
-        source: str, line: str, zone: str = "[[200, 200], [460, 200], [460, 320]]"
+        source: str,
+        line: str,
+        zone: str = "[[200, 200], [460, 200], [460, 320]]",
+        in_side: str = "[400, 270]",
     ) -> tuple[int, str]:
         cfg = tmp_path / "rva.toml"
         cfg.write_text(
             f'[cameras.0]\nsource = "{source}"\n'
-            f"[cameras.0.lines.door]\npoints = {line}\nin_side = [400, 270]\n"
+            f"[cameras.0.lines.door]\npoints = {line}\nin_side = {in_side}\n"
             f"[cameras.0.zones.hall]\npolygon = {zone}\n"
         )
         done = rva("config", "check", "--config", str(cfg))
@@ -230,6 +233,8 @@ def test_config_check_refuses_line_and_zone_points_far_outside_the_frame(
     code, out = check(str(vtest_path), "[[5000, 185], [330, 375]]")
     assert code == 2, out
     assert "cameras.0.lines.door.points: [5000, 185] lies outside the 768x576 frame" in out
+    code, out = check(str(vtest_path), "[[330, 185], [330, 375]]", in_side="[4000, 270]")
+    assert code == 2 and "cameras.0.lines.door.in_side: [4000, 270] lies outside" in out, out
     code, out = check(str(vtest_path), "[[330, 185], [330, 375]]", "[[0, 0], [900, 0], [0, 900]]")
     assert code == 2 and "cameras.0.zones.hall.polygon: [900, 0], [0, 900] lies outside" in out
     code, out = check(str(vtest_path), "[[0, 185], [790, 375]]")  # just past the edge
@@ -239,3 +244,56 @@ def test_config_check_refuses_line_and_zone_points_far_outside_the_frame(
     # A camera delivers the configured size (640x480 by default).
     code, out = check("/dev/video0", "[[330, 185], [330, 900]]")
     assert "lies outside the 640x480 frame" in out, out
+
+
+def test_a_lines_table_alone_for_another_camera_id_is_an_error_not_a_second_camera() -> None:
+    """[cameras.1.lines.door] meant for camera 0 makes TOML hold cameras = {"1": ...}: a
+    camera 1 with source "auto" and no camera 0. Only camera 0 may take its source by default."""
+    line = "points = [[330, 185], [330, 375]]\nin_side = [400, 270]\n"
+    with pytest.raises(ConfigError) as err:
+        config.parse(f"[cameras.1.lines.door]\n{line}", "rva.toml")
+    assert str(err.value) == (
+        "rva.toml: cameras.1.source: a [cameras.1.lines.door] table alone made a camera 1 "
+        "(the camera ids configured: 1): a line or zone of camera 0 goes under "
+        '[cameras.0.lines.door]; a camera 1 of its own names its source (source = "auto" '
+        "takes any camera found)"
+    )
+    # Beside a camera 0 of its own, and for a zone: the same, with both ids named.
+    with pytest.raises(ConfigError) as err:
+        config.parse(
+            '[cameras.0]\nsource = "/dev/null"\n'
+            "[cameras.yard.zones.gate]\npolygon = [[0, 0], [10, 0], [10, 10]]\n",
+            "rva.toml",
+        )
+    assert "rva.toml: cameras.yard.source: a [cameras.yard.zones.gate] table alone" in str(
+        err.value
+    )
+    assert "(the camera ids configured: 0, yard)" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        config.parse('[cameras.0]\nsource = "/dev/null"\n[cameras.door]\nfps = 5\n', "f.toml")
+    assert "f.toml: cameras.door.source: camera door names no source" in str(err.value)
+    # What stays valid: camera 0 by default, its lines alone, any camera naming its source.
+    assert list(config.parse(f"[cameras.0.lines.door]\n{line}").cameras) == ["0"]
+    cfg = config.parse(f'[cameras.1]\nsource = "auto"\n[cameras.1.lines.door]\n{line}')
+    assert list(cfg.cameras) == ["1"] and list(cfg.cameras["1"].lines) == ["door"]
+
+
+def test_config_check_refuses_an_mqtt_password_file_that_is_not_there(tmp_path: Path) -> None:
+    """rva mqtt stops with an error when mqtt.password_file cannot be read: config check says so
+    first. Without password_file (the systemd credential) there is no file to check."""
+    secret = tmp_path / "mqtt.secret"
+    cfg = tmp_path / "rva.toml"
+    mqtt = '[mqtt]\nhost = "127.0.0.1"\nusername = "rva"\n'
+    cfg.write_text(f'[cameras.0]\nsource = "/dev/video0"\n{mqtt}password_file = "{secret}"\n')
+    missing = rva("config", "check", "--config", str(cfg))
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert f"{cfg}: mqtt.password_file: no such file: {secret}" in missing.stderr
+
+    secret.write_text("counts-people-7\n")
+    there = rva("config", "check", "--config", str(cfg))
+    assert there.returncode == 0, there.stderr
+    assert "mqtt" not in there.stderr
+
+    cfg.write_text(f'[cameras.0]\nsource = "/dev/video0"\n{mqtt}')  # the credential: unchecked
+    credential = rva("config", "check", "--config", str(cfg))
+    assert credential.returncode == 0 and "mqtt" not in credential.stderr, credential.stderr

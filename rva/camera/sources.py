@@ -73,9 +73,12 @@ class AutoCamera(Camera):
             return
         if failed:
             raise SourceError("auto: no camera opened: " + "; ".join(failed))
+        from rva.config import config_path
+
         extra = f" ({'; '.join(notes)})" if notes else ""
         raise NoCameraFound(
-            f"no camera found: plug one in or set [cameras.{self.camera_id}] source{extra}"
+            f"no camera found: plug one in or set [cameras.{self.camera_id}] source in "
+            f"{config_path()}{extra}"
         )
 
     def read(self) -> np.ndarray:

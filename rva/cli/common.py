@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,14 @@ def port(text: str) -> int:
     return port
 
 
+def _config_help() -> str:
+    """The --config help, naming the file $RVA_CONFIG gives (the demo's) when it is set."""
+    env = os.environ.get(const.ENV_CONFIG)
+    if env:
+        return f"config file (default: $RVA_CONFIG, here {env})".replace("%", "%%")
+    return f"config file (default {const.CONFIG_PATH}, or $RVA_CONFIG)"
+
+
 def common_options(default: object = None) -> argparse.ArgumentParser:
     """The options every command takes, before or after its name. The copies in the commands
     default to SUPPRESS, so that `rva --config F status` keeps F instead of resetting it."""
@@ -37,7 +46,7 @@ def common_options(default: object = None) -> argparse.ArgumentParser:
         "--config",
         metavar="FILE",
         default=default,
-        help=f"config file (default {const.CONFIG_PATH}, or $RVA_CONFIG)",
+        help=_config_help(),
     )
     common.add_argument(
         "-u", "--url", default=default, help="Redis URL (default: $RVA_REDIS_URL, then redis.url)"

@@ -52,10 +52,14 @@ def add_parsers(add: Add, sub: argparse._SubParsersAction, common: argparse.Argu
         "passwd",
         parents=[common],
         help="set a web user's password ([web] users_file); with users, the page asks for one",
-        description="Set USER's password in [web] users_file (scrypt, a salt per user). From a "
-        "terminal it asks twice without echoing; otherwise it reads one line from standard "
-        "input (provisioning: `printf '%%s\\n' \"$PW\" | rva web passwd USER`). rva web "
-        "picks the change up within a second.",
+        # Shown as written (argparse does no %-formatting of a description): the example is
+        # shell text to copy, on a line of its own.
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Set USER's password in [web] users_file (scrypt, a salt per user).\n"
+        "From a terminal it asks twice without echoing; otherwise it reads one line from\n"
+        "standard input, as when provisioning:\n\n"
+        "  printf '%s\\n' \"$PW\" | rva web passwd USER\n\n"
+        "rva web picks the change up within a second.",
     )
     wp.add_argument("user")
     wp.add_argument("--delete", action="store_true", help="remove USER instead")

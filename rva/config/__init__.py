@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from rva import const
 from rva.config.base import CameraId, ConfigError, Name, Section
@@ -51,6 +52,45 @@ class Config(Section):
             raise ValueError("cameras: at least one camera is needed")
         return self
 
+    @model_validator(mode="after")
+    def _cameras_name_their_source(self) -> Config:
+        """Only camera 0 may take source = "auto" by default. A table such as
+        [cameras.1.lines.door] written for camera 0's picture makes a camera 1 of its own
+        (with an "auto" source that grabs the next camera) and, as TOML then holds only
+        cameras.1, takes the default camera 0 away: said here instead of done silently."""
+        ids = ", ".join(self.cameras)
+        problems = []
+        for camera_id, camera in self.cameras.items():
+            if camera_id == "0" or "source" in camera.model_fields_set:
+                continue
+            shapes = [f"lines.{n}" for n in camera.lines] + [f"zones.{n}" for n in camera.zones]
+            if shapes and camera.model_fields_set <= {"lines", "zones"}:
+                why = (
+                    f"a [cameras.{camera_id}.{shapes[0]}] table alone made a camera {camera_id} "
+                    f"(the camera ids configured: {ids}): a line or zone of camera 0 goes under "
+                    f"[cameras.0.{shapes[0]}]; a camera {camera_id} of its own names its source"
+                )
+            else:
+                why = (
+                    f"camera {camera_id} names no source (the camera ids configured: {ids}): "
+                    "every camera other than 0 needs one"
+                )
+            problems.append(
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        "source_missing",
+                        '{why} (source = "auto" takes any camera found)',
+                        {"why": why},
+                    ),
+                    loc=("cameras", camera_id, "source"),
+                    input=camera.model_dump(exclude_unset=True),
+                )
+            )
+        if problems:
+            # Raised as a ValidationError so that each problem names its camera's key.
+            raise ValidationError.from_exception_data("Config", problems)
+        return self
+
     def camera(self, camera_id: str) -> CameraSection:
         try:
             return self.cameras[camera_id]
@@ -59,15 +99,26 @@ class Config(Section):
             raise ConfigError(f"unknown camera {camera_id!r} (configured: {known})") from None
 
 
+_loaded: Path | None = None  # the file load() read (or found missing), for messages
+
+
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The config file in use: the one given, else the one this process loaded (--config
+    included), else $RVA_CONFIG or /etc/rva/rva.toml. A message that tells a person to edit the
+    config names this file: in the demo it is .cache/demo/rva.toml, not /etc/rva/rva.toml."""
     if explicit:
         return Path(explicit)
+    return _loaded or _default_path()
+
+
+def _default_path() -> Path:
     return Path(os.environ.get(const.ENV_CONFIG) or const.CONFIG_PATH)
 
 
 def load(path: str | os.PathLike[str] | None = None, *, required: bool = False) -> Config:
     """Read and validate the config. A missing default file gives the defaults."""
-    file = config_path(path)
+    global _loaded
+    file = _loaded = Path(path) if path else _default_path()
     explicit = required or path is not None or bool(os.environ.get(const.ENV_CONFIG))
     try:
         text = file.read_text(encoding="utf-8")

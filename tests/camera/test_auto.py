@@ -187,7 +187,8 @@ def test_auto_without_a_camera_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(NoCameraFound) as err:
         camera.open()
     assert str(err.value) == (
-        "no camera found: plug one in or set [cameras.door] source (picamera2 missing)"
+        "no camera found: plug one in or set [cameras.door] source in "
+        f"{config.config_path()} (picamera2 missing)"
     )
 
 
@@ -290,7 +291,10 @@ def test_auto_capture_waits_ready_for_a_camera_then_captures_and_says_which(
     thread, written = _capture_in_thread(redis_plain.url, cam, runtime, frames=5)
     try:
         wait_for(lambda: runtime.readies, 20, what="READY while no camera is there")
-        expected = "no camera found: plug one in or set [cameras.0] source (no picamera2 here)"
+        expected = (
+            "no camera found: plug one in or set [cameras.0] source in "
+            f"{config.config_path()} (no picamera2 here)"
+        )
         assert runtime.readies == [expected]
         src = health.snapshot(client, ["0"], "rva-gears").cameras["0"]
         assert src.source["state"] == "waiting" and src.source["detail"] == expected

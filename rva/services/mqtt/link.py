@@ -15,7 +15,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from rva.config import ConfigError, MqttSection
+from rva.config import ConfigError, MqttSection, config_path
 from rva.services.mqtt.discovery import AVAILABLE, NOT_AVAILABLE, Identity, client_id
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def read_password(section: MqttSection) -> str | None:
     """The broker password: mqtt.password_file, else the systemd credential, else none."""
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if section.password_file:
-        path, what = Path(section.password_file), "mqtt.password_file"
+        path, what = Path(section.password_file), f"{config_path()}: mqtt.password_file"
     elif creds and (Path(creds) / CREDENTIAL).is_file():
         path, what = Path(creds) / CREDENTIAL, f"the systemd credential {CREDENTIAL}"
     else:
@@ -80,7 +80,9 @@ class Link:
                     keyfile=tls.key_file or None,
                 )
             except (OSError, ValueError) as exc:
-                raise ConfigError(f"mqtt.tls: cannot use the certificate files: {exc}") from None
+                raise ConfigError(
+                    f"{config_path()}: mqtt.tls: cannot use the certificate files: {exc}"
+                ) from None
         c.on_connect = self._on_connect
         c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
