@@ -1,8 +1,9 @@
 """The `rva` command: one entry point for the services and the tools.
 
 Each command's parser sits next to its handler: rva.cli.services (the programs and init),
-rva.cli.tools (status, top, count, bench), rva.cli.admin (models, config). Handlers import what
-they run only when they run it: each service pays only for what it uses.
+rva.cli.tools (status, top, count, bench), rva.cli.shapes (lines, zones), rva.cli.admin (models,
+config). Handlers import what they run only when they run it: each service pays only for what
+it uses.
 """
 
 from __future__ import annotations
@@ -14,14 +15,19 @@ import sys
 from collections.abc import Sequence
 
 from rva import __version__, config
-from rva.cli import admin, services, tools
+from rva.cli import admin, services, shapes, tools
 from rva.cli.common import Handler, common_options
 from rva.config import ConfigError
 from rva.models.manifest import ModelError
 
 log = logging.getLogger("rva")
 
-COMMANDS: dict[str, Handler] = {**services.COMMANDS, **tools.COMMANDS, **admin.COMMANDS}
+COMMANDS: dict[str, Handler] = {
+    **services.COMMANDS,
+    **tools.COMMANDS,
+    **shapes.COMMANDS,
+    **admin.COMMANDS,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, helptext: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=helptext, description=helptext, parents=[common])
 
-    for module in (services, tools, admin):
+    for module in (services, tools, shapes, admin):
         module.add_parsers(add, sub, common)
     return parser
 

@@ -63,5 +63,10 @@ class Stage(ABC):
     def handle(self, t_ms: int, fields: dict[bytes, bytes]) -> StageOutput:
         """One result (its frame's time and the results-stream fields), in frame order."""
 
+    def reconfigure(self, cfg: Config) -> None:
+        """Take a new configuration (lines and zones edited live, rva.shapes) without losing
+        the running state; a stage with nothing to carry over just keeps the new one."""
+        self.cfg = cfg
+
     def events_maxlen(self) -> int:
         return 10_000

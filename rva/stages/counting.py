@@ -81,6 +81,14 @@ class CountingStage(Stage):
     def events_maxlen(self) -> int:
         return self.cfg.analytics.events_maxlen
 
+    def reconfigure(self, cfg: Config) -> None:
+        """Lines and zones changed live: the tracks go on; a moved or new line starts afresh
+        for every track (Counter.from_state), an unchanged one keeps its state, every name
+        keeps its totals."""
+        super().reconfigure(cfg)
+        self.section = cfg.camera(self.camera)
+        self.counter = counter_for(self.section, cfg, self.counter.to_state())
+
     # -- series ---------------------------------------------------------------------------
     def ensure(self, client: redis.Redis, timeseries: bool) -> None:
         if not timeseries:

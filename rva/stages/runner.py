@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from rva import keys
+from rva import keys, shapes
 from rva.config import Config
 from rva.connection import timeseries_available
 from rva.ratelog import RateLimitedLog
@@ -73,20 +73,46 @@ class StageRunner:
     timeseries: bool = False
 
     def __post_init__(self) -> None:
-        from rva.stages import STAGE_TYPES  # the registry imports this package's modules
-
         self.renew = self.client.register_script(RENEW)
         self.tally = Tally(self.client)  # rva:errors, kept while Redis refuses writes
-        for camera in self.cfg.cameras:
-            for stage_cls in STAGE_TYPES.values():
-                if stage_cls.wanted(camera, self.cfg):
-                    self.slots.append(Slot(stage_cls(camera, self.cfg)))
+        # rva.toml's lines and zones with those saved live over them (rva.shapes), followed.
+        self.shapes = shapes.Watch(self.client, self.cfg)
+        self.cfg = self.shapes.config()
+        self.add_wanted()
+
+    def add_wanted(self) -> list[Slot]:
+        """A slot for every stage the config asks for that has none yet (a camera's first line
+        drawn live starts its counting stage)."""
+        from rva.stages import STAGE_TYPES  # the registry imports this package's modules
+
+        have = {(s.stage.type_key, s.stage.camera) for s in self.slots}
+        added = [
+            Slot(stage_cls(camera, self.cfg))
+            for camera in self.cfg.cameras
+            for stage_cls in STAGE_TYPES.values()
+            if (stage_cls.type_key, camera) not in have and stage_cls.wanted(camera, self.cfg)
+        ]
+        self.slots += added
+        return added
 
     def prepare(self) -> None:
         """Series and rules of every stage; after a Redis restart without data too."""
         self.timeseries = timeseries_available(self.client)
         for slot in self.slots:
             slot.stage.ensure(self.client, self.timeseries)
+
+    def follow_shapes(self) -> None:
+        """Lines or zones changed live: every stage takes the new set at once, keeping its
+        tracks and totals; a stage now wanted starts."""
+        if not self.shapes.changed():
+            return
+        self.cfg = self.shapes.config()
+        for slot in self.slots:
+            slot.stage.reconfigure(self.cfg)
+        self.add_wanted()
+        for slot in self.slots:
+            slot.stage.ensure(self.client, self.timeseries)
+        log.info("lines and zones changed (version %d): applied", self.shapes.seen)
 
     # -- the lease ------------------------------------------------------------------------
     def hold(self, slot: Slot) -> bool:
@@ -148,6 +174,7 @@ class StageRunner:
     # -- the work -------------------------------------------------------------------------
     def step(self, block_ms: int = 0) -> int:
         """Process what is new for every stage this instance holds. Returns results handled."""
+        self.follow_shapes()
         held = [s for s in self.slots if self.hold(s)]
         if not held:
             if block_ms:

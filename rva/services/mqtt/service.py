@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 import redis
 
-from rva import health, keys, overlay
+from rva import health, keys, overlay, shapes
 from rva.config import Config
 from rva.connection import TRANSIENT, connect, wait_for_redis
 from rva.overlay import annotate, pixelate
@@ -71,8 +71,18 @@ class Publisher:
         self.events_sent = self.events_skipped = 0
         self.people: dict[str, int] = {}  # fresh counts of the last step, for snapshots
         self.snapped: dict[str, tuple[int, float]] = {}  # camera -> (people, when) of the JPEG
+        # Lines and zones saved live (rva.shapes): a change re-announces the entities.
+        self.shapes = shapes.Watch(client, cfg)
+        self.follow_shapes()
+
+    def follow_shapes(self) -> None:
+        if self.shapes.changed():
+            self.cfg = self.shapes.config()
+            self.entities = entities(self.cfg, self.ident, snapshots=self.snapshot_s > 0)
+            self.link.resync.set()
 
     def step(self) -> None:
+        self.follow_shapes()
         if self.link.resync.is_set() and self.link.connected.is_set():
             self.link.resync.clear()
             self.sent.clear()

@@ -17,11 +17,11 @@ from pathlib import Path
 import redis
 from bottle import Bottle, HTTPError, HTTPResponse, request, response, static_file
 
-from rva import health, keys
+from rva import health, keys, shapes
 from rva.config import Config
 from rva.connection import TRANSIENT, connect, timeseries_available, wait_for_redis
 from rva.runtime import Runtime
-from rva.services.web import counting_view, metrics, requesthead
+from rva.services.web import counting_view, metrics, requesthead, shapes_api
 from rva.services.web.auth import Guard
 from rva.services.web.feed import Feed
 from rva.services.web.httpserver import Server
@@ -42,6 +42,21 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
     cameras = list(cfg.cameras)
     # Each stream holds a server thread: capped below the server's threads (make_server).
     streams = threading.BoundedSemaphore(cfg.web.max_viewers)
+
+    # rva.toml's lines and zones with those saved live over them (rva.shapes): what the video,
+    # the counts and the page show follows a change within a second or two.
+    watch = shapes.Watch(client, cfg)
+
+    def live() -> Config:
+        current = watch.config()
+        if app.config.get("rva.shapes_version") != watch.seen:
+            app.config["rva.shapes_version"] = watch.seen
+            for cam, feed in feeds.items():
+                section = current.cameras[cam]
+                feed.shapes = section if section.lines or section.zones else None
+        return current
+
+    app.config["rva.live"] = live
 
     # One read in flight at a time, shared; never a wait on a stuck Redis (probe.py).
     probe = HealthProbe(lambda: health.snapshot(client, cameras, cfg.gear.group))
@@ -135,7 +150,7 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
     def api_counts() -> HTTPResponse:
         cam = camera_arg()
         try:
-            return as_json(counting_view.view(client, cam, cfg.cameras[cam]))
+            return as_json(counting_view.view(client, cam, live().cameras[cam]))
         except TRANSIENT as exc:
             return as_json({"error": f"Redis unreachable: {exc}"}, 503)
 
@@ -154,6 +169,7 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
         except TRANSIENT as exc:
             return as_json({"error": f"Redis unreachable: {exc}"}, 503)
 
+    shapes_api.install(app, client, cfg, live, as_json)
     return app
 
 
@@ -276,6 +292,7 @@ def serve(url: str, cfg: Config, host: str, port: int, *, runtime: Runtime | Non
         while not runtime.stop.is_set():
             snap = health.snapshot(client, cams, cfg.gear.group)
             feeds = app.config["rva.feeds"]
+            app.config["rva.live"]()  # the video's lines follow a change with nobody on the page
             viewers = sum(f.viewers for f in feeds.values())
             runtime.tick(
                 f"{snap.status}; {viewers} viewer(s); "

@@ -153,56 +153,6 @@ async function refreshCounts() {
   } catch (e) { $("counting").classList.add("stale"); }
 }
 
-// Draw a line or zone on the live picture; the page gives the TOML to paste (it never writes
-// the configuration itself: rva web has no write access to /etc/rva).
-const drawing = { kind: null, points: [] };
-function toFrame(ev) {
-  const img = $("video"), r = img.getBoundingClientRect();
-  return [Math.round((ev.clientX - r.left) * img.naturalWidth / r.width),
-          Math.round((ev.clientY - r.top) * img.naturalHeight / r.height)];
-}
-function redrawSketch() {
-  const cv = $("draw"), img = $("video"), ctx = cv.getContext("2d");
-  cv.width = img.naturalWidth || 1; cv.height = img.naturalHeight || 1;
-  ctx.clearRect(0, 0, cv.width, cv.height);
-  ctx.strokeStyle = "#ffd700"; ctx.fillStyle = "#ffd700"; ctx.lineWidth = 3;
-  const pts = drawing.points;
-  ctx.beginPath(); pts.forEach((p, i) => (i ? ctx.lineTo(p[0], p[1]) : ctx.moveTo(p[0], p[1]))); ctx.stroke();
-  pts.forEach((p) => { ctx.beginPath(); ctx.arc(p[0], p[1], 5, 0, 7); ctx.fill(); });
-}
-function finishSketch() {
-  const p = drawing.points, pair = (q) => "[" + q[0] + ", " + q[1] + "]";
-  let toml;
-  if (drawing.kind === "line") {
-    toml = "[cameras." + camera + ".lines.door]\npoints = [" + pair(p[0]) + ", " + pair(p[1]) + "]\nin_side = " + pair(p[2]) + "\n";
-  } else {
-    toml = "[cameras." + camera + ".zones.area]\npolygon = [" + p.map(pair).join(", ") + "]\n";
-  }
-  $("draw-toml").value = toml; $("draw-out").hidden = false;
-  $("draw-hint").textContent = "rename door/area as you like";
-  drawing.kind = null; $("draw").hidden = true;
-}
-function startSketch(kind) {
-  drawing.kind = kind; drawing.points = []; $("draw").hidden = false; $("draw-out").hidden = true;
-  $("draw-hint").textContent = kind === "line"
-    ? "click the line's two ends, then a point on the side people walk INTO"
-    : "click the corners; double-click the last one";
-  redrawSketch();
-}
-function sketchClick(ev) {
-  if (!drawing.kind) return;
-  drawing.points.push(toFrame(ev)); redrawSketch();
-  if (drawing.kind === "line" && drawing.points.length === 3) finishSketch();
-}
-function sketchDone(ev) {
-  if (drawing.kind !== "zone") return;
-  ev.preventDefault();
-  // A double-click also sent two clicks on the same corner: keep one.
-  const p = drawing.points;
-  while (p.length > 1 && p[p.length - 1][0] === p[p.length - 2][0] && p[p.length - 1][1] === p[p.length - 2][1]) p.pop();
-  if (p.length >= 3) finishSketch();
-}
-
 // [web] video: "annotated", "blurred" (people pixelated by rva web) or "off" (counts only).
 let videoMode = "annotated";
 function showVideoMode(mode) {
@@ -224,6 +174,7 @@ function selectCamera(id) {
   camera = id;
   if (videoMode !== "off") $("video").src = "/video?camera=" + encodeURIComponent(id);
   refreshSummary(); refreshChart(); refreshCounts();
+  if (typeof refreshShapes === "function") refreshShapes();
 }
 
 async function start() {
@@ -233,10 +184,6 @@ async function start() {
   $("camera").onchange = (e) => selectCamera(e.target.value);
   $("range").onchange = refreshChart;
   selectCamera(cameras[0]);
-  $("draw-line").onclick = () => startSketch("line");
-  $("draw-zone").onclick = () => startSketch("zone");
-  $("draw").onclick = sketchClick;
-  $("draw").ondblclick = sketchDone;
   setInterval(refreshSummary, 1000);
   setInterval(checkHeard, 1000);
   setInterval(refreshCounts, 2000);
