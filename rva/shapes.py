@@ -204,7 +204,7 @@ def _commit(
                 break
             except redis.WatchError:
                 continue
-    log.info("camera %s: %s (by %s); lines and zones version %d", camera, action, who, number)
+    log.info("lines and zones of camera %s, version %d: %s; by %s", camera, number, action, who)
     return Change(int(number), camera, who, action)
 
 

@@ -68,7 +68,11 @@ class Browser:
     failed: dict[str, str] = field(default_factory=dict)  # url -> network error
 
     @classmethod
-    def start(cls, tmp: Path, window: tuple[int, int] = (1280, 1100)) -> Browser:
+    def start(
+        cls, tmp: Path, window: tuple[int, int] = (1280, 1100), extra: tuple[str, ...] = ()
+    ) -> Browser:
+        """``extra``: more Chromium switches (e.g. --proxy-bypass-list for this machine's own
+        LAN address, which the page is then opened on)."""
         profile = tmp / "chromium-cdp-profile"
         profile.mkdir(exist_ok=True)
         cmd_r, cmd_w = os.pipe()  # we write commands, chromium reads fd 3
@@ -86,6 +90,7 @@ class Browser:
             *chromium_argv(profile),
             f"--window-size={window[0]},{window[1]}",
             "--remote-debugging-pipe",
+            *extra,
             "about:blank",
         ]
         env = {"HOME": str(tmp), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -189,6 +194,11 @@ class Browser:
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
+
+    def click(self, x: float, y: float) -> None:
+        """A real left click at the page's CSS pixel (x, y): press and release."""
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
 
     def screenshot(self, path: Path) -> Path:
         data = self.call("Page.captureScreenshot", format="png")["data"]

@@ -1,0 +1,232 @@
+"""Lines drawn on the live page and saved, in headless Chromium (real clicks on the picture),
+against the running appliance (capture + gears on vtest.avi, rva web, real Redis): counted
+within seconds, moved, undone, with the services never restarted; from another address only
+with a web user, and only with the user's credentials.
+
+rva.toml has no line at all: the camera's counting stage starts when the first line is saved.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rva import keys
+from tests.cdp import CHROMIUM, Browser, Credentials
+from tests.conftest import RedisServer, Services, free_port, wait_for
+from tests.services.web.test_auth import PASSWORD, passwd
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def lan_address() -> str | None:
+    """One of this machine's own non-loopback IPv4 addresses (requests from it are not local)."""
+    done = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True
+    )
+    for line in done.stdout.splitlines():
+        return line.split()[3].split("/")[0]
+    return None
+
+
+def request(
+    host: str, port: int, method: str, path: str, body: object = None, user: str | None = None
+) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection(host, port, timeout=15)
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if user:
+        headers["Authorization"] = (
+            "Basic " + base64.b64encode(f"{user}:{PASSWORD}".encode()).decode()
+        )
+    try:
+        conn.request(method, path, None if body is None else json.dumps(body), headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+        return resp.status, json.loads(raw) if raw.startswith(b"{") else {"raw": raw[:200]}
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} missing: run `make deps` (Debian package chromium)")
+    address = lan_address()
+    # Chromium reaches loopback only (tests/cdp.py), and this machine's own LAN address here.
+    extra = (
+        (
+            f"--proxy-bypass-list={address}",
+            f"--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE {address}",
+        )
+        if address
+        else ()
+    )
+    b = Browser.start(tmp_path, extra=extra)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def frame_to_page(b: Browser, x: float, y: float) -> tuple[float, float]:
+    r = b.evaluate(
+        "(() => { const i = document.getElementById('video'), r = i.getBoundingClientRect();"
+        " return [r.left, r.top, r.width, r.height, i.naturalWidth, i.naturalHeight]; })()"
+    )
+    left, top, width, height, nw, nh = r
+    return left + x * width / nw, top + y * height / nh
+
+
+def draw_line(b: Browser, ends: list[list[int]], in_side: list[int]) -> None:
+    for x, y in [*ends, in_side]:
+        b.click(*frame_to_page(b, x, y))
+        b.pump(0.2)
+
+
+def test_draw_save_count_move_undo_on_the_live_page_then_only_signed_in_from_the_lan(
+    redis_ts: RedisServer,
+    vtest_path: Path,
+    tmp_path: Path,
+    services,
+    browser: Browser,  # type: ignore[no-untyped-def]
+) -> None:
+    port = free_port()
+    users = tmp_path / "web-users"
+    cfg = tmp_path / "rva.toml"
+    cfg.write_text(
+        f'[redis]\nurl = "{redis_ts.url}"\n[cameras.0]\nsource = "{vtest_path}"\n'
+        f'[web]\nhost = "0.0.0.0"\nport = {port}\nusers_file = "{users}"\n'
+    )
+    svc: Services = services(cfg)
+    svc.pipeline()
+    web = svc.start("web")
+    procs = [p for _n, p, _l in svc.procs]
+    wait_for(lambda: request("127.0.0.1", port, "GET", "/api/shapes")[0] == 200, 60, what="rva web")
+    client = redis_ts.client()
+
+    # -- from this machine (loopback): no user needed, as in the demo ----------------------
+    browser.open(f"http://127.0.0.1:{port}/", settle=3)
+
+    def video_shown() -> bool:
+        browser.pump(0.5)
+        return bool(browser.evaluate("document.getElementById('video').naturalWidth > 0"))
+
+    wait_for(video_shown, 60, what="the live video on the page")
+    browser.evaluate("document.getElementById('draw-line').click()")
+    draw_line(browser, [[330, 185], [330, 375]], [400, 270])
+    assert browser.evaluate("document.getElementById('draw-out').hidden") is False
+    browser.evaluate("document.getElementById('shape-name').value = 'door'")
+    browser.evaluate("document.getElementById('shape-save').click()")
+    browser.pump(2)
+    assert "added line door" in browser.evaluate("document.getElementById('shape-msg').textContent")
+    saved = request("127.0.0.1", port, "GET", "/api/shapes?camera=0")[1]["lines"]["door"]
+    assert saved["from"] == "saved"
+    # Clicks land where they were meant, within a pixel or two of the frame's coordinates.
+    assert all(
+        abs(a - b) <= 2
+        for p, q in zip(saved["points"], [[330, 185], [330, 375]])
+        for a, b in zip(p, q)
+    )
+
+    def counted() -> int:
+        browser.pump(0.3)
+        line = request("127.0.0.1", port, "GET", "/api/counts?camera=0")[1]["lines"].get("door", {})
+        return (line.get("in_total") or 0) + (line.get("out_total") or 0)
+
+    wait_for(
+        lambda: counted() >= 1, 120, interval=1, what="a crossing of the line drawn on the page"
+    )
+    before_move = counted()
+    listed = browser.evaluate(
+        "[...document.querySelectorAll('#shape-list li')].map(li => li.dataset.name)"
+    )
+    assert listed == ["door"]
+
+    # Move it: same name, new place; its totals go on.
+    browser.evaluate("document.querySelector('#shape-list li[data-name=door] button.move').click()")
+    draw_line(browser, [[300, 185], [300, 375]], [400, 270])
+    assert browser.evaluate("document.getElementById('shape-name').readOnly") is True
+    browser.evaluate("document.getElementById('shape-save').click()")
+    browser.pump(2)
+    moved = request("127.0.0.1", port, "GET", "/api/shapes?camera=0")[1]["lines"]["door"]
+    assert abs(moved["points"][0][0] - 300) <= 2
+    assert counted() >= before_move
+    browser.screenshot(tmp_path / "moved.png")
+
+    # Undo: back where it was drawn first.
+    browser.evaluate("document.getElementById('shape-undo').click()")
+    browser.pump(2)
+    back = request("127.0.0.1", port, "GET", "/api/shapes?camera=0")[1]["lines"]["door"]
+    assert abs(back["points"][0][0] - 330) <= 2
+    history = request("127.0.0.1", port, "GET", "/api/shapes/0/history")[1]["history"]
+    assert [h["action"].split(" (")[0] for h in history] == [
+        "undid moved line door",
+        "moved line door",
+        "added line door",
+    ]
+    assert {h["who"] for h in history} == {"local"}
+
+    # -- from the LAN: refused without users; with a user, only signed in ------------------
+    address = lan_address()
+    if address is None:
+        pytest.fail("this machine has no non-loopback IPv4 address to test a LAN request from")
+    browser.open(f"http://{address}:{port}/", settle=4)
+    browser.pump(3)
+    assert browser.evaluate("document.getElementById('shape-undo').hidden") is True
+    assert "rva web passwd" in browser.evaluate("document.getElementById('shape-why').textContent")
+    status, answer = request(
+        address,
+        port,
+        "POST",
+        "/api/shapes",
+        {
+            "camera": "0",
+            "kind": "line",
+            "name": "x",
+            "points": [[1, 1], [100, 1]],
+            "in_side": [50, 50],
+        },
+    )
+    assert status == 403 and "rva web passwd" in answer["error"], answer
+    assert passwd(cfg, "owner", stdin=PASSWORD + "\n").returncode == 0
+    wrong = request(address, port, "POST", "/api/shapes/0/undo", {})
+    assert wrong[0] == 401
+    browser.credentials = Credentials("owner", PASSWORD)
+    browser.open(f"http://{address}:{port}/", settle=4)
+    wait_for(video_shown, 60, what="the live video on the page, signed in")
+    browser.pump(3)
+    browser.evaluate("document.getElementById('draw-line').click()")
+    draw_line(browser, [[330, 200], [330, 360]], [400, 270])
+    browser.evaluate("document.getElementById('shape-name').value = 'lan'")
+    browser.evaluate("document.getElementById('shape-save').click()")
+    browser.pump(2)
+    assert browser.auth_challenges, "the browser was never asked for credentials"
+    last = request(address, port, "GET", "/api/shapes/0/history", user="owner")[1]["history"][0]
+    assert (last["action"], last["who"]) == ("added line lan", "owner")
+    # A page on another site cannot make the signed-in browser write (no CORS, Origin checked).
+    status, _ = request(address, port, "DELETE", "/api/shapes/0/line/lan", user="owner")
+    assert status == 200
+    conn = http.client.HTTPConnection(address, port, timeout=15)
+    conn.request(
+        "POST",
+        "/api/shapes/0/undo",
+        "{}",
+        {
+            "Content-Type": "application/json",
+            "Origin": "http://evil.example",
+            "Authorization": "Basic " + base64.b64encode(f"owner:{PASSWORD}".encode()).decode(),
+        },
+    )
+    assert conn.getresponse().status == 403
+    conn.close()
+
+    # Nothing restarted: the same processes ran throughout.
+    assert all(p.poll() is None for p in procs) and web.poll() is None
+    beats = {k.decode().split(":")[0] for k in client.hkeys(keys.HEARTBEAT)}
+    assert {"capture", "gears", "web"} <= beats
