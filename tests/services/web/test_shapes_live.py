@@ -130,8 +130,8 @@ def test_draw_save_count_move_undo_on_the_live_page_then_only_signed_in_from_the
     # Clicks land where they were meant, within a pixel or two of the frame's coordinates.
     assert all(
         abs(a - b) <= 2
-        for p, q in zip(saved["points"], [[330, 185], [330, 375]])
-        for a, b in zip(p, q)
+        for p, q in zip(saved["points"], [[330, 185], [330, 375]], strict=True)
+        for a, b in zip(p, q, strict=True)
     )
 
     def counted() -> int:
