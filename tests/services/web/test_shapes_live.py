@@ -230,3 +230,72 @@ def test_draw_save_count_move_undo_on_the_live_page_then_only_signed_in_from_the
     assert all(p.poll() is None for p in procs) and web.poll() is None
     beats = {k.decode().split(":")[0] for k in client.hkeys(keys.HEARTBEAT)}
     assert {"capture", "gears", "web"} <= beats
+
+
+def test_the_shapes_api_refuses_bad_writes_with_their_reason(
+    redis_ts: RedisServer,
+    vtest_path: Path,
+    tmp_path: Path,
+    services,  # type: ignore[no-untyped-def]
+) -> None:
+    port = free_port()
+    cfg = tmp_path / "rva.toml"
+    cfg.write_text(
+        f'[redis]\nurl = "{redis_ts.url}"\n[cameras.0]\nsource = "{vtest_path}"\n'
+        f"[web]\nport = {port}\n"
+    )
+    svc: Services = services(cfg)
+    svc.start("web")
+    wait_for(lambda: request("127.0.0.1", port, "GET", "/api/shapes")[0] == 200, 60, what="web")
+    line = {"camera": "0", "kind": "line", "name": "door", "points": [[1, 1], [100, 1]]}
+
+    status, answer = request("127.0.0.1", port, "POST", "/api/shapes", line)
+    assert status == 400 and answer["error"].startswith(
+        "cameras.0.lines.door.in_side: Field required"
+    )
+    status, answer = request(
+        "127.0.0.1",
+        port,
+        "POST",
+        "/api/shapes",
+        {**line, "in_side": [50, 50], "points": [[0, 0], [9000, 0]]},
+    )
+    assert status == 400 and "outside any frame" in answer["error"], answer
+    status, answer = request(
+        "127.0.0.1", port, "POST", "/api/shapes", {**line, "camera": "9", "in_side": [5, 5]}
+    )
+    assert status == 404 and "unknown camera '9'" in answer["error"]
+    status, answer = request("127.0.0.1", port, "DELETE", "/api/shapes/0/line/nothing")
+    assert status == 400 and "no line 'nothing'" in answer["error"]
+    status, answer = request("127.0.0.1", port, "POST", "/api/shapes/0/undo", {})
+    assert status == 400 and "nothing to undo" in answer["error"]
+    # Not JSON: a form post (what another site's page could send without asking) is refused.
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    conn.request(
+        "POST",
+        "/api/shapes",
+        "camera=0&kind=line",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert conn.getresponse().status == 415
+    conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    conn.request("POST", "/api/shapes", "{not json", {"Content-Type": "application/json"})
+    assert conn.getresponse().status == 400
+    conn.close()
+    assert redis_ts.client().get("rva:geometry:version") is None  # nothing was written
+
+    # Redis gone: said, not a crash; back, and the write goes through.
+    redis_ts.stop()
+    status, answer = request(
+        "127.0.0.1", port, "POST", "/api/shapes", {**line, "in_side": [50, 50]}
+    )
+    assert status == 503 and "Redis unreachable" in answer["error"], answer
+    redis_ts.start()
+    wait_for(
+        lambda: request("127.0.0.1", port, "POST", "/api/shapes", {**line, "in_side": [50, 50]})[0]
+        == 200,
+        30,
+        what="the write once Redis is back",
+    )
+    assert svc.procs[0][1].poll() is None
