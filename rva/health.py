@@ -17,7 +17,8 @@ RESULT_STALE_S = 30.0  # no new result for this long while frames arrive: rva-ge
 # A number (people, fps, stage ms) older than this is shown as stale (greyed, with its age); one
 # older than RESULT_STALE_S is not shown at all ("—", "detector idle", as the video says).
 VALUE_STALE_S = 10.0
-HEARTBEAT_STALE_S = 30.0
+HEARTBEAT_STALE_S = 30.0  # a service not heard from for this long is not running
+STOPPED = "stopped "  # a heartbeat "stopped <unix time>": the service stopped cleanly then
 RECENT_ERRORS_S = 60.0  # an error counted in rva:errors this recently: status degraded
 CLOCK_SLACK_S = 1.0  # the newest frame id this far ahead of Redis's clock: the clock went back
 MQTT_STALE_S = 30.0  # rva mqtt writes rva:mqtt every second while it runs
@@ -75,6 +76,7 @@ class Snapshot:
     timeseries: bool = False
     cameras: dict[str, CameraState] = field(default_factory=dict)
     services: dict[str, float] = field(default_factory=dict)  # heartbeat field -> age s
+    stopped: dict[str, float] = field(default_factory=dict)  # field -> s since a clean stop
     mqtt: dict[str, str] = field(default_factory=dict)  # rva:mqtt, when rva mqtt runs
     problems: list[str] = field(default_factory=list)
     error: str | None = None
@@ -177,6 +179,13 @@ def _camera(client: redis.Redis, camera: str, group: str, now_ms: int) -> Camera
     return state
 
 
+def last_heard(snap: Snapshot, service: str) -> float | None:
+    """Seconds since any process of this service (rva <service>, on any host) last beat, if one
+    beats and did not stop cleanly since."""
+    ages = [age for name, age in snap.services.items() if name.split(":")[0] == service]
+    return min(ages, default=None)
+
+
 def mqtt_problem(link: dict[str, str], now: float) -> str | None:
     """What is wrong with the MQTT link that rva mqtt reported in rva:mqtt, if anything."""
     state = link.get("state")
@@ -261,9 +270,13 @@ def snapshot(client: redis.Redis, cameras: list[str], group: str) -> Snapshot:
                     f"errors in the last {RECENT_ERRORS_S:.0f}s: {counted} (see rva:errors)"
                 )
         for name, beat in _decode(client.hgetall(keys.HEARTBEAT)).items():
-            age = now - float(beat)
+            stopped = beat.startswith(STOPPED)
+            try:
+                age = now - float(beat.removeprefix(STOPPED))
+            except ValueError:
+                continue  # not a heartbeat
             if age < 24 * 3600:
-                snap.services[name] = round(age, 1)
+                (snap.stopped if stopped else snap.services)[name] = round(age, 1)
         if not snap.timeseries:
             snap.problems.append("RedisTimeSeries not available: time series are off")
         snap.mqtt = _decode(client.hgetall(keys.MQTT))

@@ -28,6 +28,16 @@ class Runtime:
         self.notifier = Notifier()
         self.heartbeat_field = f"{service}:{socket.gethostname()}:{os.getpid()}"
         self._last_beat = 0.0
+        self._client: redis.Redis | None = None  # the one the last beat was written with
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_rest: object) -> None:
+        # A clean end (asked to stop, or done: --frames, --max-entries) says so; after a crash
+        # the heartbeat is left to age, and rva status says when it was last heard.
+        if kind is None or issubclass(kind, KeyboardInterrupt):
+            self.mark_stopped()
 
     def install_signals(self) -> None:
         def handler(signum: int, _frame: object) -> None:
@@ -51,13 +61,24 @@ class Runtime:
         self._last_beat = now
         # A lost Redis is noticed (and waited for) by the main loop's next real command; a
         # Redis that refuses writes (memory full, cannot save) is said, and never fatal.
+        self._client = None  # set again once Redis answers: a stop waits for no lost Redis
         with contextlib.suppress(*TRANSIENT):
             try:
                 client.hset(keys.HEARTBEAT, self.heartbeat_field, f"{now:.3f}")
+                self._client = client
             except redis.ResponseError as exc:
                 if not refused_write(exc):
                     raise
                 warn.warning("heartbeat", "%s: heartbeat not written: %s", self.service, exc)
+
+    def mark_stopped(self) -> None:
+        """Replace this process's heartbeat by "stopped <unix time>" (health.STOPPED), so that
+        rva status tells a service that stopped from one that died. An HSET, as the beat: the
+        least right every service's Redis user has."""
+        if self._client is None:
+            return  # never beat: nothing to mark
+        with contextlib.suppress(*TRANSIENT, redis.ResponseError):
+            self._client.hset(keys.HEARTBEAT, self.heartbeat_field, f"stopped {time.time():.3f}")
 
     def sleep(self, seconds: float) -> bool:
         """Sleep unless asked to stop; True when it is time to stop."""

@@ -98,13 +98,14 @@ def cmd_capture(args: argparse.Namespace, cfg: Config) -> int:
     gate = cfg.gear if cfg.gear.motion_gate == "capture" else None
     if camera_id is None and not args.source and len(cfg.cameras) > 1:
         # No camera named: every configured camera, one thread each, in this process.
-        capture.run_all(
-            config.redis_url(cfg, args.url),
-            {cid: overridden(cam) for cid, cam in cfg.cameras.items()},
-            frames=args.frames,
-            runtime=runtime("capture"),
-            gate=gate,
-        )
+        with runtime("capture") as rt:
+            capture.run_all(
+                config.redis_url(cfg, args.url),
+                {cid: overridden(cam) for cid, cam in cfg.cameras.items()},
+                frames=args.frames,
+                runtime=rt,
+                gate=gate,
+            )
         return 0
     camera_id = camera_id or next(iter(cfg.cameras))
     if camera_id in cfg.cameras:
@@ -113,41 +114,45 @@ def cmd_capture(args: argparse.Namespace, cfg: Config) -> int:
         cam = config.CameraSection()  # its source is one of the overrides, checked below
     else:
         cam = cfg.camera(camera_id)  # raises: unknown camera, naming the configured ones
-    capture.run(
-        config.redis_url(cfg, args.url),
-        camera_id,
-        overridden(cam),
-        frames=args.frames,
-        runtime=runtime("capture"),
-        gate=gate,
-    )
+    with runtime("capture") as rt:
+        capture.run(
+            config.redis_url(cfg, args.url),
+            camera_id,
+            overridden(cam),
+            frames=args.frames,
+            runtime=rt,
+            gate=gate,
+        )
     return 0
 
 
 def cmd_gears(args: argparse.Namespace, cfg: Config) -> int:
     from rva.services import gears
 
-    gears.run(
-        config.redis_url(cfg, args.url),
-        cfg,
-        runtime=runtime("gears"),
-        max_entries=args.max_entries,
-        stages=not args.no_stages,
-    )
+    with runtime("gears") as rt:
+        gears.run(
+            config.redis_url(cfg, args.url),
+            cfg,
+            runtime=rt,
+            max_entries=args.max_entries,
+            stages=not args.no_stages,
+        )
     return 0
 
 
 def cmd_stages(args: argparse.Namespace, cfg: Config) -> int:
     from rva.services import stages
 
-    stages.run(config.redis_url(cfg, args.url), cfg, runtime=runtime("stages"))
+    with runtime("stages") as rt:
+        stages.run(config.redis_url(cfg, args.url), cfg, runtime=rt)
     return 0
 
 
 def cmd_mqtt(args: argparse.Namespace, cfg: Config) -> int:
     from rva.services import mqtt
 
-    return mqtt.run(config.redis_url(cfg, args.url), cfg, runtime=runtime("mqtt"))
+    with runtime("mqtt") as rt:
+        return mqtt.run(config.redis_url(cfg, args.url), cfg, runtime=rt)
 
 
 def cmd_web(args: argparse.Namespace, cfg: Config) -> int:
@@ -158,7 +163,8 @@ def cmd_web(args: argparse.Namespace, cfg: Config) -> int:
     host = args.host or cfg.web.host
     port = args.port or cfg.web.port
     try:
-        web.serve(config.redis_url(cfg, args.url), cfg, host, port, runtime=runtime("web"))
+        with runtime("web") as rt:
+            web.serve(config.redis_url(cfg, args.url), cfg, host, port, runtime=rt)
     except OSError as exc:
         # A busy or forbidden port, an address not on this host, a host name that does not
         # resolve (getaddrinfo's errors are negative).

@@ -68,13 +68,47 @@ def render(snap: health.Snapshot) -> str:
                 "    skipped input: " + ", ".join(f"{k} {v}" for k, v in sorted(st.errors.items()))
             )
         lines += [f"    ! {p}" for p in st.problems]
-    for name, age in sorted(snap.services.items()):
-        lines.append(f"  service {name}: alive {age:.0f}s ago")
-    if link := snap.mqtt:
-        sent = f"; {link['published']} messages sent" if "published" in link else ""
-        lines.append(f"  MQTT: {link.get('state', '?')}, {link.get('detail', '')}{sent}")
+    lines += [f"  service {name}: {said}" for name, said in services(snap)]
+    if snap.mqtt:
+        lines.append(f"  MQTT: {mqtt(snap)}")
     lines += [f"  ! {p}" for p in snap.problems]
     return "\n".join(lines)
+
+
+def services(snap: health.Snapshot) -> list[tuple[str, str]]:
+    """Each service process (heartbeat field "<service>:<host>:<pid>") with what it is doing:
+    running, not running (not heard from for HEARTBEAT_STALE_S: it died or hangs) or stopped
+    (cleanly). A service restarted on a host shows its running process(es) only; one that is
+    not running there, its newest."""
+    seen: dict[str, list[tuple[float, str, str]]] = {}
+    for name, age in snap.services.items():
+        if age <= health.HEARTBEAT_STALE_S:
+            said = f"running, heard {age:.0f}s ago"
+        else:
+            said = f"not running: last heard {age:.0f}s ago"
+        seen.setdefault(name.rpartition(":")[0], []).append((age, name, said))
+    for name, age in snap.stopped.items():
+        seen.setdefault(name.rpartition(":")[0], []).append((age, name, f"stopped {age:.0f}s ago"))
+    shown = []
+    for procs in seen.values():
+        running = [p for p in procs if p[2].startswith("running")]
+        shown += running or [min(procs)]
+    return [(name, said) for _age, name, said in sorted(shown, key=lambda p: p[1])]
+
+
+def mqtt(snap: health.Snapshot) -> str:
+    """rva mqtt's link as it last reported it (rva:mqtt), unless rva mqtt no longer runs: the
+    hash keeps its last state when the process dies."""
+    link = snap.mqtt
+    sent = f"; {link['published']} messages sent" if "published" in link else ""
+    said = f"{link.get('state', '?')}, {link.get('detail', '')}{sent}"
+    if link.get("state") == "stopped":
+        return said
+    heard = health.last_heard(snap, "mqtt")
+    if heard is not None and heard <= health.HEARTBEAT_STALE_S:
+        return said
+    when = "no heartbeat" if heard is None else f"last heard {heard:.0f}s ago"
+    return f"rva mqtt not running ({when}); its last report: {said}"
 
 
 def run(url: str, cfg: Config, *, as_json: bool = False) -> int:
