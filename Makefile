@@ -1,5 +1,6 @@
 # RVA developer entry points. Everything downloaded lands in .cache/ (ignored by git).
 #   make demo   - the whole chain on the sample video, page at http://localhost:5000/
+#   make demo-reset - forget what the demo kept (its Redis data and config in .cache/demo/)
 #   make test   - the test suite (installs what it needs first)
 #   make lint   - ruff + mypy + shellcheck + the layout's rules (tests/test_layout.py)
 SHELL := /bin/bash
@@ -11,8 +12,8 @@ export RVA_MODEL_CACHE := $(CACHE)/models
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: all deps deps-demo deps-core venv venv-dev fetch demo test test-core test-provision \
-	test-image lint clean
+.PHONY: all deps deps-demo deps-core venv venv-dev fetch demo demo-reset test test-core \
+	test-provision test-image lint clean
 
 all: test
 
@@ -49,6 +50,11 @@ fetch: venv
 
 demo: deps-demo fetch
 	scripts/demo.sh
+
+# The demo keeps its Redis data and rva.toml in $(CACHE)/demo/ across restarts; this removes
+# them (refused while a demo runs).
+demo-reset:
+	scripts/demo.sh --reset
 
 # Everything, the image builds and QEMU boots included (as root; see image-build/README.md).
 test: deps venv-dev fetch

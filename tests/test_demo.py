@@ -4,7 +4,8 @@ A terminal's Ctrl-C is SIGINT to its foreground process group: make, scripts/dem
 process they started. The test starts `make demo` (its deps-demo and fetch steps skipped: the
 caches are filled already) in a process group of its own, on free ports and a cache of its own,
 waits for the page and for counts, sends one SIGINT to the group, and checks that every process
-the demo started is gone within seconds and that nothing had to be killed.
+the demo started is gone within seconds and that nothing had to be killed. A restarted demo
+finds what Redis held and an edited config again, until `make demo-reset`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from tests.conftest import CACHE, MODEL_CACHE, ROOT, free_port, wait_for
 from tests.services.web.test_web import get_json, http_get
 
+# make without its install steps (deps-demo, fetch): the caches are filled already.
+MAKE = ["make", "--no-print-directory", "-o", "deps-demo", "-o", "fetch"]
 STOP_WITHIN_S = 12.0  # one Ctrl-C to nothing left; the script's own SIGKILL comes at 10 s
 
 
@@ -84,49 +88,54 @@ def demo_cache(tmp_path: Path) -> Path:
     return cache
 
 
+def demo_env(redis_port: int, web_port: int, mqtt_port: int) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "RVA_DEMO_REDIS_PORT": str(redis_port),
+        "RVA_DEMO_WEB_PORT": str(web_port),
+        "RVA_DEMO_MQTT_PORT": str(mqtt_port),  # not 1884: other demos may run beside this one
+    }
+    for name in ("RVA_CONFIG", "RVA_REDIS_URL", "NOTIFY_SOCKET", "MAKEFLAGS", "MFLAGS"):
+        env.pop(name, None)
+    return env
+
+
+def make(cache: Path, target: str, env: dict[str, str], out: IO[bytes]) -> subprocess.Popen[bytes]:
+    """`make <target>` as a user types it, in a terminal's foreground."""
+    return subprocess.Popen(
+        [*MAKE, f"CACHE={cache}", target],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+
+
+def end(proc: subprocess.Popen[bytes]) -> None:
+    """Kill whatever a demo left (only after a failed test: a passing one stopped it all)."""
+    started = descendants(proc.pid)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    for pid, (_cmd, start) in started.items():
+        if alive(pid, start):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture
 def demo(
     demo_cache: Path, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], int, int, Path]]:
     web_port, redis_port = free_port(), free_port()
     log = tmp_path / "demo.log"
-    env = {
-        **os.environ,
-        "RVA_DEMO_REDIS_PORT": str(redis_port),
-        "RVA_DEMO_WEB_PORT": str(web_port),
-    }
-    for name in ("RVA_CONFIG", "RVA_REDIS_URL", "NOTIFY_SOCKET", "MAKEFLAGS", "MFLAGS"):
-        env.pop(name, None)
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                "make",
-                "--no-print-directory",
-                "-o",
-                "deps-demo",
-                "-o",
-                "fetch",
-                f"CACHE={demo_cache}",
-                "demo",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, as a terminal's foreground job
-        )
-    started: dict[int, tuple[str, str]] = {}
+        proc = make(demo_cache, "demo", demo_env(redis_port, web_port, free_port()), out)
     try:
         yield proc, web_port, redis_port, log
     finally:
-        started = descendants(proc.pid)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        for pid, (_cmd, start) in started.items():
-            if alive(pid, start):
-                os.kill(pid, signal.SIGKILL)
+        end(proc)
 
 
 def using(path: Path) -> list[str]:
@@ -202,3 +211,118 @@ def test_make_demo_stops_on_one_ctrl_c_with_nothing_left(
     assert "s: killed" not in output, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     assert not listening(web_port) and not listening(redis_port)
+
+
+def ctrl_c(proc: subprocess.Popen[bytes], log: Path) -> str:
+    """One Ctrl-C to a demo; everything it started has ended within STOP_WITHIN_S (Redis too:
+    its snapshot is written). Returns what the demo printed."""
+    procs = descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    deadline = time.monotonic() + STOP_WITHIN_S
+    while time.monotonic() < deadline and (
+        proc.poll() is None or any(alive(pid, start) for pid, (_c, start) in procs.items())
+    ):
+        time.sleep(0.1)
+    output = log.read_text(errors="replace")
+    left = [cmd for pid, (cmd, start) in procs.items() if alive(pid, start)]
+    assert proc.poll() is not None and not left, f"left running: {left}\n{output[-3000:]}"
+    assert "s: killed" not in output, output[-3000:]
+    return output
+
+
+def test_a_restarted_demo_keeps_its_redis_data_and_an_edited_config_until_demo_reset(
+    demo_cache: Path, tmp_path: Path
+) -> None:
+    """Each start waits only for `rva init` (the line's series made), then stops: what is kept
+    lies in Redis's snapshot and in .cache/demo/, not in what the services do meanwhile."""
+    import redis
+
+    redis_port, mqtt_port = free_port(), free_port()
+    run = demo_cache / "demo"
+    config, generated, data = run / "rva.toml", run / "rva.toml.generated.sha256", run / "dump.rdb"
+    client = redis.Redis(port=redis_port)
+    series = "camera:0:line:path:in"  # the line's crossings, made by rva init
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(n: int, web_port: int, **extra: str) -> tuple[subprocess.Popen[bytes], Path]:
+        log = tmp_path / f"demo-{n}.log"
+        with log.open("wb") as out:
+            proc = make(
+                demo_cache, "demo", {**demo_env(redis_port, web_port, mqtt_port), **extra}, out
+            )
+        started.append(proc)
+
+        def initialised() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"make demo exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+            return bool(client.exists(series))
+
+        wait_for(initialised, 120, 0.2, what=f"rva init of demo {n}")
+        return proc, log
+
+    def reset() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*MAKE, f"CACHE={demo_cache}", "demo-reset"],
+            cwd=ROOT,
+            env=demo_env(redis_port, free_port(), mqtt_port),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    try:
+        # 1: written into Redis (a total of the line, a key of the kind the page saves
+        # lines and zones under); mosquitto is announced before it starts.
+        proc, log = start(1, web_port=free_port())
+        at_ms = int(time.time() * 1000) - 60_000
+        client.execute_command("TS.ADD", series, at_ms, 7)
+        client.hset("rva:geometry:0", "lines", '{"door": [[1, 2], [3, 4]]}')
+        announced = (
+            f"demo: starting mosquitto, an MQTT broker for rva mqtt, on 127.0.0.1:{mqtt_port} "
+            "(RVA_DEMO_MQTT=0 leaves it out)"
+        )
+        wait_for(lambda: announced in log.read_text(), 30, 0.2, what="mosquitto announced")
+        ctrl_c(proc, log)
+        assert data.is_file(), "Redis saved nothing into .cache/demo/ on its way down"
+
+        # 2: another web port: the config, as the demo wrote it, is written again with it;
+        # Redis has kept what was written. demo-reset is refused while the demo runs.
+        web_port = free_port()
+        proc, log = start(2, web_port=web_port, RVA_DEMO_MQTT="0")
+        assert f"port = {web_port}" in config.read_text()
+        assert client.execute_command("TS.RANGE", series, at_ms, at_ms) == [[at_ms, b"7"]]
+        assert client.hget("rva:geometry:0", "lines") == b'{"door": [[1, 2], [3, 4]]}'
+        refused = reset()
+        assert refused.returncode != 0
+        assert (
+            f"demo-reset: refused: a demo is running (its Redis answers on 127.0.0.1:{redis_port})"
+            in refused.stdout + refused.stderr
+        )
+        assert config.is_file() and data.is_file()
+        edited = config.read_text().replace('host = "0.0.0.0"', 'host = "127.0.0.1"')
+        assert edited != config.read_text()
+        config.write_text(edited)
+        output = ctrl_c(proc, log)
+        assert "mosquitto" not in output  # RVA_DEMO_MQTT=0
+
+        # 3: the edited config is kept, and said so in one line.
+        proc, log = start(3, web_port=free_port())
+        assert config.read_text() == edited
+        assert client.hget("rva:geometry:0", "lines") is not None
+        output = ctrl_c(proc, log)
+        kept = f"demo: keeping {config} as changed by hand (make demo-reset starts afresh)"
+        assert kept in output.splitlines(), output[-3000:]
+
+        # demo-reset says what it removes, removes it, and keeps a copy of the hand edit.
+        done = reset()
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert (
+            f"demo-reset: removing the demo's Redis data and config: {data} {config} {generated}"
+            in done.stdout
+        )
+        assert not data.exists() and not config.exists() and not generated.exists()
+        assert (run / "rva.toml.bak").read_text() == edited
+    finally:
+        for proc in started:
+            end(proc)
