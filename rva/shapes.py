@@ -157,6 +157,14 @@ def validate(cfg: Config, camera: str, kind: str, name: str, spec: dict[str, Any
             reason = "unknown key"
         key = f"cameras.{camera}.{plural}.{name}" + (f".{where}" if where else "")
         raise ShapeError(f"{key}: {reason}") from None
+    from rva.models import manifest
+
+    known = manifest.load(cfg.gear.model).class_names()
+    if missing := [c for c in shape.classes if c not in known]:
+        raise ShapeError(
+            f"cameras.{camera}.{plural}.{name}.classes: gear.model {cfg.gear.model} does not "
+            f"detect {missing[0]!r}"
+        )
     other = "zones" if plural == "lines" else "lines"
     candidate = section.model_copy(update={plural: {name: shape}, other: {}})
     for finding in checks.geometry(camera, candidate):

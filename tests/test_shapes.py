@@ -166,7 +166,7 @@ def test_a_running_stage_takes_a_moved_line_at_once_keeping_its_track_and_totals
     counts = client.hgetall(keys.counts("0"))
     assert counts[b"line:door:in"] == b"1"
     stage = runner.slots[0].stage
-    track_ids = {t.id for t in stage.counter.tracker.tracks}  # type: ignore[attr-defined]
+    track_ids = {t.id for t in stage.counters["person"].tracker.tracks}  # type: ignore[attr-defined]
     assert track_ids
     # The line moves below the walker, who goes on walking down: the same track crosses the
     # moved line once more, and door's total goes on from 1 (not from 0).
@@ -182,7 +182,7 @@ def test_a_running_stage_takes_a_moved_line_at_once_keeping_its_track_and_totals
     _results(client, t0, range(20, 36), x=400)  # y 400 → 550
     while runner.step():
         pass
-    assert {t.id for t in stage.counter.tracker.tracks} >= track_ids  # type: ignore[attr-defined]
+    assert {t.id for t in stage.counters["person"].tracker.tracks} >= track_ids  # type: ignore[attr-defined]
     counts = client.hgetall(keys.counts("0"))
     assert counts[b"line:door:in"] == b"2", counts
     assert counts[b"line:path:in"] == b"0" and counts[b"line:path:out"] == b"0"
@@ -190,7 +190,7 @@ def test_a_running_stage_takes_a_moved_line_at_once_keeping_its_track_and_totals
     shapes.remove_shape(client, cfg, "0", "line", "door", "ben")
     runner.step()
     assert b"line:door:in" in client.hgetall(keys.counts("0"))
-    assert [line.name for line in stage.counter.lines] == ["path"]  # type: ignore[attr-defined]
+    assert [line.name for line in stage.counters["person"].lines] == ["path"]  # type: ignore[attr-defined]
 
 
 def test_a_camera_without_lines_starts_counting_when_its_first_line_is_saved(

@@ -8,6 +8,7 @@ as one line that names the file and the dotted key, e.g.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +51,26 @@ class Config(Section):
     def _at_least_one_camera(self) -> Config:
         if not self.cameras:
             raise ValueError("cameras: at least one camera is needed")
+        return self
+
+    @model_validator(mode="after")
+    def _classes_the_model_detects(self) -> Config:
+        """A line or zone counting bicycles needs a model that finds them (ssdlite-person
+        finds persons only)."""
+        from rva.models import manifest
+
+        known = manifest.load(self.gear.model).class_names()
+        for camera_id, camera in self.cameras.items():
+            shapes = [("lines", n, s.classes) for n, s in camera.lines.items()]
+            shapes += [("zones", n, s.classes) for n, s in camera.zones.items()]
+            for plural, name, classes in shapes:
+                missing = [c for c in classes if c not in known]
+                if missing:
+                    raise ValueError(
+                        f"cameras.{camera_id}.{plural}.{name}.classes: gear.model "
+                        f"{self.gear.model} does not detect {missing[0]!r} (it detects: "
+                        f"{', '.join(c for c in known if c != 'background')})"
+                    )
         return self
 
     @model_validator(mode="after")
@@ -147,6 +168,8 @@ def _describe(file: Path | str, err: Any, prefix: str = "") -> str:
     if err["type"] == "extra_forbidden":
         return f"{file}: {key}: unknown key"
     reason = err["msg"].removeprefix("Value error, ")
+    if not err["loc"] and re.match(r"^[\w-]+(\.[\w-]+)+: ", reason):
+        return f"{file}: {reason}"  # a cross-field check that names its key itself
     got = err.get("input")
     shown = "" if isinstance(got, dict | list) or repr(got) in reason else f" (got {got!r})"
     return f"{file}: {key}: {reason}{shown}"

@@ -44,12 +44,40 @@ def _sane(points: list[Point]) -> None:
             )
 
 
+def _classes(value: list[str]) -> list[str]:
+    from rva.models.coco import COCO
+
+    if not value:
+        raise ValueError('name at least one class, e.g. ["person"]')
+    unknown = [c for c in value if c not in COCO]
+    if unknown:
+        raise ValueError(
+            f"unknown class {unknown[0]!r} (COCO classes: {', '.join(COCO[:12])}, ...; "
+            "spaces written as _, e.g. traffic_light)"
+        )
+    if len(set(value)) != len(value):
+        raise ValueError("a class is named twice")
+    return value
+
+
+CLASSES_TITLE = (
+    "What it counts: COCO classes (person, bicycle, car, motorcycle, bus, truck, dog, ...); "
+    "each tracked on its own"
+)
+
+
 class LineSection(Section):
     """A counting line: a track whose feet go from one side of the segment to the other,
     within its ends, is counted once, as `in` when it ends up on in_side's side."""
 
     points: list[Point] = Field(title="The segment's two ends, in source-frame pixels")
     in_side: Point = Field(title="Any point on the side people are on after coming in")
+    classes: list[str] = Field(default_factory=lambda: ["person"], title=CLASSES_TITLE)
+
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, value: list[str]) -> list[str]:
+        return _classes(value)
 
     @model_validator(mode="after")
     def _usable(self) -> LineSection:
@@ -64,6 +92,12 @@ class ZoneSection(Section):
     """An area: occupancy (tracks whose feet are inside) and dwell time of those who leave."""
 
     polygon: list[Point] = Field(title="Corners in order, in source-frame pixels")
+    classes: list[str] = Field(default_factory=lambda: ["person"], title=CLASSES_TITLE)
+
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, value: list[str]) -> list[str]:
+        return _classes(value)
 
     @model_validator(mode="after")
     def _usable(self) -> ZoneSection:

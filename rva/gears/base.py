@@ -98,6 +98,11 @@ class Gear(ABC):
         """The inference backend this gear runs its model on, when it runs one."""
         return None
 
+    def want_classes(self, names: set[str]) -> None:
+        """The object classes the camera's lines and zones count, besides persons (a gear
+        with a detector keeps their boxes too); others ignore it."""
+        return None
+
     @abstractmethod
     def handle(self, entry: Entry, release: Callable[[], None] = lambda: None) -> Result | None:
         """Process one entry; raise GearError for input that must be skipped and counted.

@@ -1,7 +1,8 @@
 """The people counter: JPEG frame → person detector → boxes and a count.
 
-Writes, per processed frame, ``camera:<id>:yolo`` {ref, boxes, people} (boxes in the original
-frame's pixels, the seed's flat "[x1, y1, x2, y2, ...]" format) and the samples behind
+Writes, per processed frame, ``camera:<id>:yolo`` {ref, boxes, people} (person boxes in the
+original frame's pixels, the seed's flat "[x1, y1, x2, y2, ...]" format; ``objects``, {class:
+flat boxes}, when a line or zone of the camera counts other classes) and the samples behind
 ``camera:<id>:people``, ``camera:<id>:motion`` and the ``prf_*`` stage timings.
 
 With ``gear.motion_gate = "gear"`` the motion gate (rva.motion) runs here, on the decoded
@@ -61,6 +62,13 @@ class PeopleCounter(Gear):
     def backend_name(self) -> str | None:
         return self.detector.backend_name
 
+    def want_classes(self, names: set[str]) -> None:
+        if set(self.detector.wanted.values()) != names | {"person"}:
+            log.info(
+                "gear %s: detecting %s", self.registration.id, ", ".join(sorted(names | {"person"}))
+            )
+            self.detector.want(names)
+
     def handle(self, entry: Entry, release: Callable[[], None] = lambda: None) -> Result | None:
         t0 = time.perf_counter()
         frame = decode_frame(entry)
@@ -75,12 +83,15 @@ class PeopleCounter(Gear):
             with contextlib.suppress(ValueError):  # a malformed hint costs the sample only
                 samples["motion"] = float(motion)
         found = self.detector.detect(frame, after_forward=release)
+        fields: dict[str, str | int] = {
+            "ref": entry.id,
+            "boxes": json.dumps(found.flat_boxes()),
+            "people": found.people,
+        }
+        if objects := found.objects():  # other classes a line or zone counts
+            fields["objects"] = json.dumps(objects)
         return Result(
-            fields={
-                "ref": entry.id,
-                "boxes": json.dumps(found.flat_boxes()),
-                "people": found.people,
-            },
+            fields=fields,
             samples={"people": found.people, **samples},
             timings_ms={"decode": decode_ms, **found.timings_ms},
         )

@@ -1,5 +1,6 @@
 """The detection path shared by the gear, `rva count` and `rva bench`:
-letterbox/resize → backend forward → decode → NMS → keep persons → boxes in frame pixels.
+letterbox/resize → backend forward → decode → NMS → keep persons (and the classes a line or
+zone counts) → boxes in frame pixels.
 """
 
 from __future__ import annotations
@@ -47,14 +48,30 @@ class Detections:
     boxes: np.ndarray  # N×4 float32, x1 y1 x2 y2 in frame pixels
     scores: np.ndarray  # N float32
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # The class of each box by name; None: all persons (a detector asked for persons only).
+    classes: list[str] | None = None
+
+    @property
+    def is_person(self) -> np.ndarray:
+        if self.classes is None:
+            return np.ones(len(self.boxes), dtype=bool)
+        return np.array([c == "person" for c in self.classes], dtype=bool)
 
     @property
     def people(self) -> int:
-        return len(self.boxes)
+        return int(self.is_person.sum())
 
     def flat_boxes(self) -> list[int]:
-        """The seed's wire format: [x1, y1, x2, y2, x1, y1, ...] in integer pixels."""
-        return [int(v) for v in np.rint(self.boxes.reshape(-1))]
+        """The persons, in the seed's wire format: [x1, y1, x2, y2, x1, ...] in whole pixels."""
+        return [int(v) for v in np.rint(self.boxes[self.is_person].reshape(-1))]
+
+    def objects(self) -> dict[str, list[int]]:
+        """Boxes of the other classes asked for, by class, in the same flat format."""
+        out: dict[str, list[int]] = {}
+        for box, name in zip(self.boxes, self.classes or [], strict=False):
+            if name != "person":
+                out.setdefault(name, []).extend(int(v) for v in np.rint(box))
+        return out
 
     def as_rows(self) -> list[list[float]]:
         return [
@@ -92,6 +109,8 @@ class Detector:
         self.backend = self._backend(backend, device, threads, size)
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
+        # Class ids kept, by name: persons always; more when a line or zone counts them.
+        self.wanted: dict[int, str] = {self.manifest.person_class: "person"}
         self._buffer: np.ndarray = np.empty(0, dtype=np.float32)  # the input blob, see preprocess
         self._placement: tuple[int, int, int, int] | None = None
 
@@ -130,6 +149,12 @@ class Detector:
             nms_threshold=settings.nms_threshold,
             input_size=settings.input_size,
         )
+
+    def want(self, names: set[str] | list[str]) -> None:
+        """Keep these classes too (COCO names, rva.models.coco); unknown to the model: ignored
+        here (the config refuses them)."""
+        ids = self.manifest.class_ids(set(names) | {"person"})
+        self.wanted = {i: n for n, i in ids.items()} | {self.manifest.person_class: "person"}
 
     def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, Transform]:
         """The frame as the network's input blob (1×3×H×W float32), letterboxed or stretched.
@@ -174,39 +199,56 @@ class Detector:
             self._buffer, self._placement = blob, placement
         return self._buffer
 
-    def decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Raw outputs → person boxes (net-input pixels) and scores, before NMS."""
-        person, width, height = self.manifest.person_class, self.width, self.height
+    def decode(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw outputs → boxes (net-input pixels), scores and class ids of the wanted classes,
+        before NMS."""
+        width, height = self.width, self.height
+        wanted = np.array(sorted(self.wanted), dtype=np.int64)
         if self.manifest.decoder == "yolo":
             # Rows: cx, cy, w, h (0..1 of the input), objectness, then per-class scores
-            # already multiplied by objectness.
+            # already multiplied by objectness. A row may stand for two classes (a rider and
+            # a bicycle share a box): one candidate per class over the threshold.
             rows = np.concatenate([o.reshape(-1, o.shape[-1]) for o in outputs])
-            scores = rows[:, 5 + person]
-            rows, scores = (
-                rows[scores >= self.score_threshold],
-                scores[scores >= self.score_threshold],
-            )
+            per_class = rows[:, 5 + wanted]
+            hit_row, hit_col = np.nonzero(per_class >= self.score_threshold)
+            scores, ids = per_class[hit_row, hit_col], wanted[hit_col]
+            rows = rows[hit_row]
             cx, cy = rows[:, 0] * width, rows[:, 1] * height
             bw, bh = rows[:, 2] * width, rows[:, 3] * height
             boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
         else:
             # DetectionOutput rows: image, class, score, x1, y1, x2, y2 (0..1 of the input).
             rows = np.concatenate([o.reshape(-1, 7) for o in outputs])
-            keep = (rows[:, 1] == person) & (rows[:, 2] >= self.score_threshold)
+            keep = np.isin(rows[:, 1], wanted) & (rows[:, 2] >= self.score_threshold)
             rows = rows[keep]
-            scores = rows[:, 2]
+            scores, ids = rows[:, 2], rows[:, 1].astype(np.int64)
             size = np.array([width, height, width, height], dtype=np.float32)
             boxes = rows[:, 3:7] * size
-        return boxes.astype(np.float32).reshape(-1, 4), scores.astype(np.float32)
+        return (
+            boxes.astype(np.float32).reshape(-1, 4),
+            scores.astype(np.float32),
+            ids.astype(np.int64),
+        )
 
-    def nms(self, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    def nms(
+        self, boxes: np.ndarray, scores: np.ndarray, ids: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Indices kept by non-maximum suppression, class by class (a car never hides a
+        person)."""
         if len(boxes) == 0:
             return np.zeros(0, dtype=np.int64)
-        xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]])
-        idx = cv2.dnn.NMSBoxes(
-            xywh.tolist(), scores.tolist(), self.score_threshold, self.nms_threshold
-        )
-        return np.asarray(idx, dtype=np.int64).reshape(-1)
+        if ids is None:
+            ids = np.zeros(len(boxes), dtype=np.int64)
+        kept = []
+        for cls in np.unique(ids):
+            members = np.flatnonzero(ids == cls)
+            sub = boxes[members]
+            xywh = np.column_stack([sub[:, :2], sub[:, 2:] - sub[:, :2]])
+            idx = cv2.dnn.NMSBoxes(
+                xywh.tolist(), scores[members].tolist(), self.score_threshold, self.nms_threshold
+            )
+            kept.append(members[np.asarray(idx, dtype=np.int64).reshape(-1)])
+        return np.concatenate(kept)
 
     def detect(
         self, frame: np.ndarray, after_forward: Callable[[], None] | None = None
@@ -220,13 +262,15 @@ class Detector:
         t2 = time.perf_counter()
         if after_forward is not None:
             after_forward()
-        boxes, scores = self.decode(outputs)
-        keep = self.nms(boxes, scores)
-        boxes, scores = transform.to_frame(boxes[keep]), scores[keep]
+        boxes, scores, ids = self.decode(outputs)
+        keep = self.nms(boxes, scores, ids)
+        boxes, scores, ids = transform.to_frame(boxes[keep]), scores[keep], ids[keep]
         order = np.argsort(-scores, kind="stable")
         t3 = time.perf_counter()
+        names = None if len(self.wanted) == 1 else [self.wanted[int(i)] for i in ids[order]]
         return Detections(
             boxes[order],
             scores[order],
             {"resize": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "boxes": (t3 - t2) * 1e3},
+            names,
         )

@@ -59,6 +59,19 @@ class Manifest:
     labels: tuple[str, ...] = ()
     labels_file: str | None = None
     derive_params: dict[str, Any] = field(default_factory=dict)
+    classes: str = ""  # "coco": the 80 COCO classes by Darknet id; else `labels` name them
+
+    def class_names(self) -> tuple[str, ...]:
+        """The class each output id stands for (what a line's or zone's `classes` may name)."""
+        if self.classes == "coco":
+            from rva.models.coco import COCO
+
+            return COCO
+        return self.labels
+
+    def class_ids(self, names: set[str] | list[str]) -> dict[str, int]:
+        known = self.class_names()
+        return {name: known.index(name) for name in names if name in known}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -81,6 +94,7 @@ class Manifest:
                 labels=tuple(data.get("labels", ())),
                 labels_file=data.get("labels_file"),
                 derive_params=dict(data.get("derive_params", {})),
+                classes=str(data.get("classes", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(

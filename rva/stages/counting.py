@@ -29,32 +29,74 @@ from rva.stages.clock import StageClock
 Box = tuple[float, float, float, float]
 
 
-def lines_of(camera: CameraSection) -> list[Line]:
-    return [Line(name, s.points[0], s.points[1], s.in_side) for name, s in camera.lines.items()]
+def lines_of(camera: CameraSection, cls: str = "person") -> list[Line]:
+    """The camera's lines that count this class."""
+    return [
+        Line(name, s.points[0], s.points[1], s.in_side)
+        for name, s in camera.lines.items()
+        if cls in s.classes
+    ]
 
 
-def zones_of(camera: CameraSection) -> list[Zone]:
-    return [Zone(name, tuple(s.polygon)) for name, s in camera.zones.items()]
+def zones_of(camera: CameraSection, cls: str = "person") -> list[Zone]:
+    return [Zone(name, tuple(s.polygon)) for name, s in camera.zones.items() if cls in s.classes]
 
 
-def counter_for(camera: CameraSection, cfg: Config, state: dict[str, Any] | None = None) -> Counter:
-    """The Counter of one camera, with the tracker settings of rva.toml; resumed from a state."""
+def classes_of(camera: CameraSection) -> list[str]:
+    """Every class a line or zone of the camera counts, persons first."""
+    named = {c for s in camera.lines.values() for c in s.classes}
+    named |= {c for s in camera.zones.values() for c in s.classes}
+    return sorted(named, key=lambda c: (c != "person", c))
+
+
+def counter_for(
+    camera: CameraSection,
+    cfg: Config,
+    state: dict[str, Any] | None = None,
+    cls: str = "person",
+) -> Counter:
+    """The Counter of one camera and class (the lines and zones that count it), with the
+    tracker settings of rva.toml; resumed from a state."""
     params = {"max_miss_ms": cfg.analytics.max_miss_ms, "min_hits": cfg.analytics.min_hits}
-    lines, zones = lines_of(camera), zones_of(camera)
+    lines, zones = lines_of(camera, cls), zones_of(camera, cls)
     if state:
         return Counter.from_state(state, lines, zones, **params)
     return Counter(lines, zones, **params)
 
 
+def counters_for(
+    camera: CameraSection, cfg: Config, states: dict[str, Any] | None = None
+) -> dict[str, Counter]:
+    """One Counter (a tracker with its lines and zones) per class the camera counts: a car is
+    never matched to a person's track. States of classes no longer counted are dropped."""
+    states = states or {}
+    return {cls: counter_for(camera, cfg, states.get(cls), cls) for cls in classes_of(camera)}
+
+
 def boxes_of(fields: dict[bytes, bytes]) -> list[Box]:
     """The results stream's flat "[x1, y1, x2, y2, ...]" as boxes."""
-    flat = json.loads(fields.get(b"boxes", b"[]"))
+    return _flat_boxes(json.loads(fields.get(b"boxes", b"[]")), "boxes")
+
+
+def _flat_boxes(flat: object, what: str) -> list[Box]:
     if not isinstance(flat, list) or len(flat) % 4:
-        raise ValueError(f"boxes field is not a flat list of x1, y1, x2, y2: {flat!r:.80}")
+        raise ValueError(f"{what} field is not a flat list of x1, y1, x2, y2: {flat!r:.80}")
     return [
         (float(flat[i]), float(flat[i + 1]), float(flat[i + 2]), float(flat[i + 3]))
         for i in range(0, len(flat), 4)
     ]
+
+
+def boxes_by_class(fields: dict[bytes, bytes]) -> dict[str, list[Box]]:
+    """Persons from ``boxes``; other classes from ``objects`` ({"car": [x1, y1, ...], ...},
+    written when a line or zone counts them)."""
+    out = {"person": boxes_of(fields)}
+    objects = json.loads(fields.get(b"objects", b"{}"))
+    if not isinstance(objects, dict):
+        raise ValueError(f"objects field is not a JSON object: {objects!r:.80}")
+    for cls, flat in objects.items():
+        out[str(cls)] = _flat_boxes(flat, f"objects.{cls}")
+    return out
 
 
 class CountingStage(Stage):
@@ -63,7 +105,7 @@ class CountingStage(Stage):
     def __init__(self, camera: str, cfg: Config) -> None:
         super().__init__(camera, cfg)
         self.section = cfg.camera(camera)
-        self.counter = counter_for(self.section, cfg)
+        self.counters = counters_for(self.section, cfg)
         # Totals by "line:<name>:<direction>", since install and for `day` (the device's date).
         self.totals: dict[str, int] = {}
         self.today: dict[str, int] = {}
@@ -87,7 +129,10 @@ class CountingStage(Stage):
         keeps its totals."""
         super().reconfigure(cfg)
         self.section = cfg.camera(self.camera)
-        self.counter = counter_for(self.section, cfg, self.counter.to_state())
+        self.counters = counters_for(self.section, cfg, self.counter_states())
+
+    def counter_states(self) -> dict[str, Any]:
+        return {cls: counter.to_state() for cls, counter in self.counters.items()}
 
     # -- series ---------------------------------------------------------------------------
     def ensure(self, client: redis.Redis, timeseries: bool) -> None:
@@ -98,7 +143,11 @@ class CountingStage(Stage):
     # -- state ----------------------------------------------------------------------------
     def load(self, state: dict[str, Any] | None) -> None:
         state = state or {}
-        self.counter = counter_for(self.section, self.cfg, state.get("counter"))
+        # States before per-class counting kept one person counter under "counter".
+        counters = state.get("counters") or (
+            {"person": state["counter"]} if "counter" in state else {}
+        )
+        self.counters = counters_for(self.section, self.cfg, counters)
         self.totals = dict(state.get("totals", {}))
         self.today = dict(state.get("today", {}))
         clock = state.get("clock") or {"day": state.get("day", "")}  # states before the clock
@@ -106,7 +155,7 @@ class CountingStage(Stage):
 
     def dump(self) -> dict[str, Any]:
         return {
-            "counter": self.counter.to_state(),
+            "counters": self.counter_states(),
             "totals": self.totals,
             "today": self.today,
             "day": self.day,
@@ -120,40 +169,48 @@ class CountingStage(Stage):
         elapsed_ms, _day, new_day = self.clock.tick(t_ms)
         if new_day:
             self.today = {}
-        outcome = self.counter.step(boxes_of(fields), elapsed_ms)
+        found = boxes_by_class(fields)
         out = StageOutput()
         crossings: dict[str, int] = {}
         dwell_at: dict[str, int] = {}
-        for event in outcome.events:
-            out.events.append({**event_fields(event), "t": t_ms})
-            if event.kind == "line":
-                field = f"line:{event.name}:{event.direction}"
-                self.totals[field] = self.totals.get(field, 0) + 1
-                self.today[field] = self.today.get(field, 0) + 1
-                crossings[keys.line_series(self.camera, event.name, event.direction)] = (
-                    crossings.get(keys.line_series(self.camera, event.name, event.direction), 0) + 1
-                )
-            elif event.direction == "leave" and event.dwell_s is not None:
-                # Two people leaving in one frame: 1 ms apart, so neither sample replaces the
-                # other (and a replay writes the same two again).
-                key = keys.zone_series(self.camera, event.name, "dwell_s")
-                offset = dwell_at.get(key, 0)
-                dwell_at[key] = offset + 1
-                out.samples.append((key, t_ms + offset, round(event.dwell_s, 3)))
+        occupancy = {zone: 0 for zone in self.section.zones}
+        tracks: list[list[object]] = []
+        for cls, counter in self.counters.items():
+            outcome = counter.step(found.get(cls, []), elapsed_ms)
+            for event in outcome.events:
+                out.events.append({**event_fields(event), "t": t_ms, "class": cls})
+                if event.kind == "line":
+                    field = f"line:{event.name}:{event.direction}"
+                    self.totals[field] = self.totals.get(field, 0) + 1
+                    self.today[field] = self.today.get(field, 0) + 1
+                    key = keys.line_series(self.camera, event.name, event.direction)
+                    crossings[key] = crossings.get(key, 0) + 1
+                elif event.direction == "leave" and event.dwell_s is not None:
+                    # Two leaving in one frame: 1 ms apart, so neither sample replaces the
+                    # other (and a replay writes the same two again).
+                    key = keys.zone_series(self.camera, event.name, "dwell_s")
+                    offset = dwell_at.get(key, 0)
+                    dwell_at[key] = offset + 1
+                    out.samples.append((key, t_ms + offset, round(event.dwell_s, 3)))
+            for zone, inside in outcome.occupancy.items():
+                occupancy[zone] = occupancy.get(zone, 0) + inside
+            tracks += [
+                [t.id, *(round(v) for v in t.box), *([] if cls == "person" else [cls])]
+                for t in outcome.tracks
+                if not t.misses
+            ]
         out.samples += [(key, t_ms, float(n)) for key, n in crossings.items()]
-        for zone, occupancy in outcome.occupancy.items():
-            out.samples.append((keys.zone_series(self.camera, zone, "occupancy"), t_ms, occupancy))
+        for zone, inside in occupancy.items():
+            out.samples.append((keys.zone_series(self.camera, zone, "occupancy"), t_ms, inside))
         counts: dict[str, str | int | float] = {"day": self.day, "ts": t_ms}
         for name in self.section.lines:
             for direction in keys.LINE_DIRECTIONS:
                 field = f"line:{name}:{direction}"
                 counts[field] = self.totals.get(field, 0)
                 counts[f"{field}:today"] = self.today.get(field, 0)
-        for zone, occupancy in outcome.occupancy.items():
-            counts[f"zone:{zone}"] = occupancy
-        counts["tracks"] = json.dumps(
-            [[t.id, *(round(v) for v in t.box)] for t in outcome.tracks if not t.misses]
-        )
+        for zone, inside in occupancy.items():
+            counts[f"zone:{zone}"] = inside
+        counts["tracks"] = json.dumps(tracks)
         out.hashes[keys.counts(self.camera)] = counts
         return out
 
@@ -213,9 +270,21 @@ def ensure_series(client: redis.Redis, camera: str, section: CameraSection, cfg:
             ],
             rollup_ms,
         )
-        schema.ensure_series(
+        dwell = keys.zone_series(camera, zone, "dwell_s")
+        schema.ensure_series(client, dwell, raw_ms, {**labels, "__name__": "zone_dwell_s"})
+        # Sum and count per minute: the mean dwell of any span once the raw samples are gone
+        # (rva.reports); a series made before these rules has dwell in its raw window only.
+        schema.ensure_rules(
             client,
-            keys.zone_series(camera, zone, "dwell_s"),
-            raw_ms,
-            {**labels, "__name__": "zone_dwell_s"},
+            dwell,
+            [
+                (
+                    f"{dwell}:{agg}:1m",
+                    agg,
+                    60_000,
+                    {**labels, "__name__": f"zone_dwell_s_{agg}_1m", "aggregation": agg},
+                )
+                for agg in ("sum", "count")
+            ],
+            rollup_ms,
         )

@@ -173,7 +173,7 @@ def test_a_day_ahead_for_30_s_then_set_right_keeps_today_and_the_tracker(
     # The tracker's state (the stage's checkpoint): only the people in view, not every track
     # since the clock stepped.
     state = json.loads(client.hget(keys.stage_state("0", "counting"), "state") or b"{}")
-    tracks = state["counter"]["tracker"]["tracks"]
+    tracks = state["counters"]["person"]["tracker"]["tracks"]
     assert len(tracks) < 30, f"{len(tracks)} tracks kept: the tracker stopped expiring them"
     assert_nothing_counted_twice(client)
     for name, proc in procs.items():

@@ -70,7 +70,7 @@ def test_a_day_ahead_for_30_s_then_set_right_keeps_today_and_time_flowing() -> N
     # Time flows for the tracker on stuck frames: tracks expire, so its state stays small.
     live = [len(json.loads(c["tracks"])) for c in stuck]
     assert max(live) <= 3, max(live)
-    assert len(stage.counter.to_state()["tracker"]["tracks"]) <= 5
+    assert len(stage.counters["person"].to_state()["tracker"]["tracks"]) <= 5
 
 
 def test_dwell_grows_on_frames_stuck_on_one_millisecond() -> None:

@@ -24,18 +24,20 @@ from dataclasses import dataclass, field
 import cv2
 import redis
 
-from rva import keys, schema
+from rva import keys, schema, shapes
 from rva.config import Config
 from rva.connection import (
     TRANSIENT,
     timeseries_available,
 )
 from rva.gears import GEAR_TYPES, Entry, Gear, GearError, Registration, Result
-from rva.models import manifest, store
+from rva.models import store
 from rva.models.store import ModelBundle
 from rva.ratelog import RateLimitedLog
 from rva.runtime import Runtime
+from rva.services.gears import models
 from rva.services.gears.store import STORE, Deferred
+from rva.stages.counting import classes_of
 from rva.tally import Tally
 
 log = logging.getLogger(__name__)
@@ -96,31 +98,14 @@ class Worker:
         self.prune = self.client.register_script(PRUNE)
         self.tally = Tally(self.client)  # counts kept while Redis refuses writes
         self.deferred = Deferred(self.client)  # the hint and the results: see Deferred
+        # Which classes each camera's lines and zones count (rva.toml's and those saved live).
+        self.shapes = shapes.Watch(self.client, self.cfg)
 
     # -- set-up -------------------------------------------------------------------------
     def load_model(self, name: str) -> ModelBundle:
         if name not in self.models:
-            try:
-                self.models[name] = store.from_redis(self.client, name)
-            except store.ModelError:
-                if self.client.exists(keys.model(name)):
-                    raise  # there, but damaged: `rva init` says which file
-                self.models[name] = self.model_from_cache(name)
+            self.models[name] = models.load(self.client, name)
         return self.models[name]
-
-    def model_from_cache(self, name: str) -> ModelBundle:
-        """A model that is not in Redis (Redis restarted empty, `rva init` not run again),
-        from this host's cache when it has one, stored in Redis for the workers after it."""
-        try:
-            bundle = store.from_cache(manifest.load(name), store.cache_dir())
-        except store.ModelError as exc:
-            raise store.ModelError(
-                f"model {name!r} is not in Redis nor in this host's cache ({exc}); "
-                "run `rva init` on the appliance"
-            ) from None
-        store.to_redis(self.client, bundle)
-        log.warning("model %s was not in Redis: stored it from this host's cache", name)
-        return bundle
 
     def registrations(self) -> list[Registration]:
         raw = self.client.hgetall(keys.GEARS)
@@ -174,10 +159,18 @@ class Worker:
             if self.timeseries and not self.client.exists(keys.series(reg.camera, "people")):
                 schema.ensure_timeseries(self.client, reg.camera, self.cfg)
 
+    def follow_classes(self) -> None:
+        live = self.shapes.config()
+        for state in self.gears.values():
+            section = live.cameras.get(state.registration.camera)
+            if section is not None:
+                state.gear.want_classes(set(classes_of(section)) - {"person"})
+
     # -- the loop -------------------------------------------------------------------------
     def step(self, block_ms: int = 1000) -> int:
         """One round: reclaim, read, downsample, process. Returns entries processed."""
         self.deferred.collect(wait=False)  # the last round's writes: see Deferred
+        self.follow_classes()
         done = 0
         for state in list(self.gears.values()):
             done += self.reclaim(state)
