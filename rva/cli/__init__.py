@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from rva import __version__, config
-from rva.cli import admin, services, shapes, tools
+from rva.cli import admin, report, services, shapes, tools
 from rva.cli.common import Handler, common_options
 from rva.config import ConfigError
 from rva.models.manifest import ModelError
@@ -26,6 +26,7 @@ COMMANDS: dict[str, Handler] = {
     **services.COMMANDS,
     **tools.COMMANDS,
     **shapes.COMMANDS,
+    **report.COMMANDS,
     **admin.COMMANDS,
 }
 
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, helptext: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=helptext, description=helptext, parents=[common])
 
-    for module in (services, tools, shapes, admin):
+    for module in (services, tools, shapes, report, admin):
         module.add_parsers(add, sub, common)
     return parser
 

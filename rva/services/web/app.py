@@ -21,7 +21,7 @@ from rva import health, keys, shapes
 from rva.config import Config
 from rva.connection import TRANSIENT, connect, timeseries_available, wait_for_redis
 from rva.runtime import Runtime
-from rva.services.web import counting_view, metrics, requesthead, shapes_api
+from rva.services.web import counting_view, metrics, report_view, requesthead, shapes_api
 from rva.services.web.auth import Guard
 from rva.services.web.feed import Feed
 from rva.services.web.httpserver import Server
@@ -119,6 +119,7 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
                 snapshot,
                 lambda: counting_view.totals(client, cameras),
                 lambda: {cam: dict(feed.rejected) for cam, feed in feeds.items()},
+                lambda: counting_view.classes(live()),
             ),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )
@@ -170,6 +171,7 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
             return as_json({"error": f"Redis unreachable: {exc}"}, 503)
 
     shapes_api.install(app, client, cfg, live, as_json)
+    report_view.register(app, client, cfg)
     return app
 
 
