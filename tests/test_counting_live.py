@@ -67,7 +67,10 @@ def test_the_appliance_counts_crossings_and_occupancy_and_shows_them(
         if name == "rva_line_crossings_total" and dict(labels)["line"] == "path"
     )
     assert total >= 3
-    assert samples[("rva_zone_occupancy", (("camera", "0"), ("zone", "plaza")))] >= 0
+    assert (
+        samples[("rva_zone_occupancy", (("camera", "0"), ("classes", "person"), ("zone", "plaza")))]
+        >= 0
+    )
 
     # Every series the provisioned Grafana dashboard queries is one RVA exports.
     dashboard = (ROOT / "ansible/roles/rva_monitoring/files/rva-dashboard.json").read_text()

@@ -232,9 +232,14 @@ def ensure_series(client: redis.Redis, camera: str, section: CameraSection, cfg:
     """Every series and rule of a camera's lines and zones. Series of lines or zones no longer
     in the config are left as they are: what was recorded stays."""
     raw_ms, rollup_ms = schema.retention_ms(cfg)
-    for line in section.lines:
+    for line, spec in section.lines.items():
         for direction in keys.LINE_DIRECTIONS:
-            labels = {"camera": camera, "line": line, "direction": direction}
+            labels = {
+                "camera": camera,
+                "line": line,
+                "direction": direction,
+                "classes": ",".join(spec.classes),  # what it counts: person, or car,truck
+            }
             source = keys.line_series(camera, line, direction)
             schema.ensure_series(client, source, raw_ms, {**labels, "__name__": "line_crossings"})
             schema.ensure_rules(
@@ -251,8 +256,8 @@ def ensure_series(client: redis.Redis, camera: str, section: CameraSection, cfg:
                 ],
                 rollup_ms,
             )
-    for zone in section.zones:
-        labels = {"camera": camera, "zone": zone}
+    for zone, zspec in section.zones.items():
+        labels = {"camera": camera, "zone": zone, "classes": ",".join(zspec.classes)}
         source = keys.zone_series(camera, zone, "occupancy")
         schema.ensure_series(client, source, raw_ms, {**labels, "__name__": "zone_occupancy"})
         schema.ensure_rules(

@@ -164,14 +164,16 @@ def entities(cfg: Config, ident: Identity, *, snapshots: bool) -> list[Entity]:
                 },
             ),
         ]
-        for line in section.lines:
+        for line, spec in section.lines.items():
+            # A line that counts something else than people says what: "gate (car, truck)".
+            what = "" if spec.classes == ["person"] else f" ({', '.join(spec.classes)})"
             for direction in ("in", "out"):
                 for period, words in (("today", "today"), ("total", "since install")):
                     # Today's count starts again at midnight: total_increasing reads that drop
                     # as a new cycle, which is exactly what it is.
                     out.append(
                         _count(
-                            f"{label} {line} {direction} {words}",
+                            f"{label} {line}{what} {direction} {words}",
                             t(cam, "line", line, direction, period),
                             f"{cam}_line_{line}_{direction}_{period}",
                             total=True,
@@ -181,15 +183,16 @@ def entities(cfg: Config, ident: Identity, *, snapshots: bool) -> list[Entity]:
                 Entity(
                     "event",
                     f"{cam}_line_{line}_crossing",
-                    f"{label} {line} crossing",
+                    f"{label} {line}{what} crossing",
                     t(cam, "line", line, "crossing"),
                     {"event_types": ["in", "out"], "icon": "mdi:transit-transfer"},
                 )
             )
-        for zone in section.zones:
+        for zone, zspec in section.zones.items():
+            what = "" if zspec.classes == ["person"] else f" ({', '.join(zspec.classes)})"
             out.append(
                 _count(
-                    f"{label} {zone} occupancy",
+                    f"{label} {zone}{what} occupancy",
                     t(cam, "zone", zone, "occupancy"),
                     f"{cam}_zone_{zone}_occupancy",
                     total=False,

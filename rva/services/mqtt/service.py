@@ -209,6 +209,7 @@ class Publisher:
                 "direction": fields["direction"],
                 "t": int(fields["t"]),
             }
+            event["class"] = fields.get("class", "person")  # what crossed or entered
             if "dwell_s" in fields:
                 event["dwell_s"] = float(fields["dwell_s"])
         except (KeyError, ValueError) as exc:
@@ -221,7 +222,12 @@ class Publisher:
         if not self.link.publish(t(cam, "events"), json.dumps(event), retain=False, qos=1):
             return False
         if event["kind"] == "line":
-            crossing = {"event_type": event["direction"], "track": event["track"], "t": event["t"]}
+            crossing = {
+                "event_type": event["direction"],
+                "track": event["track"],
+                "class": event["class"],
+                "t": event["t"],
+            }
             if not self.link.publish(
                 t(cam, "line", event["name"], "crossing"), json.dumps(crossing), retain=False, qos=1
             ):

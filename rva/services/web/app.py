@@ -119,6 +119,7 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
                 snapshot,
                 lambda: counting_view.totals(client, cameras),
                 lambda: {cam: dict(feed.rejected) for cam, feed in feeds.items()},
+                lambda: counting_view.classes(live()),
             ),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )

@@ -8,7 +8,7 @@ import time
 import redis
 
 from rva import keys
-from rva.config import CameraSection
+from rva.config import CameraSection, Config
 
 STALE_S = 30.0  # counts not moved on for this long while the camera runs: shown as stale
 
@@ -30,6 +30,7 @@ def view(client: redis.Redis, camera: str, section: CameraSection) -> dict[str, 
         name: {
             "points": line.points,
             "in_side": line.in_side,
+            "classes": line.classes,
             "in_today": number(f"line:{name}:in:today"),
             "out_today": number(f"line:{name}:out:today"),
             "in_total": number(f"line:{name}:in"),
@@ -38,7 +39,11 @@ def view(client: redis.Redis, camera: str, section: CameraSection) -> dict[str, 
         for name, line in section.lines.items()
     }
     zones = {
-        name: {"polygon": zone.polygon, "occupancy": number(f"zone:{name}")}
+        name: {
+            "polygon": zone.polygon,
+            "classes": zone.classes,
+            "occupancy": number(f"zone:{name}"),
+        }
         for name, zone in section.zones.items()
     }
     return {
@@ -66,3 +71,14 @@ def totals(client: redis.Redis, cameras: list[str]) -> dict[str, dict[str, int]]
             if (k.startswith("line:") and not k.endswith(":today")) or k.startswith("zone:")
         }
     return out
+
+
+def classes(cfg: Config) -> dict[str, dict[str, str]]:
+    """What each configured line and zone counts, per camera: {"line:door": "person", ...}."""
+    return {
+        cam: {
+            **{f"line:{n}": ",".join(s.classes) for n, s in section.lines.items()},
+            **{f"zone:{n}": ",".join(s.classes) for n, s in section.zones.items()},
+        }
+        for cam, section in cfg.cameras.items()
+    }

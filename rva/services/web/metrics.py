@@ -54,10 +54,14 @@ class RvaCollector(Collector):
         take_snapshot: Callable[[], Snapshot],
         take_counts: Callable[[], dict[str, dict[str, int]]] | None = None,
         take_rejected: Callable[[], dict[str, dict[str, int]]] | None = None,
+        take_classes: Callable[[], dict[str, dict[str, str]]] | None = None,
     ) -> None:
         self.take_snapshot = take_snapshot
         self.take_counts = take_counts
         self.take_rejected = take_rejected
+        # camera -> {"line:<name>" | "zone:<name>": "person" or "car,truck"}: the label
+        # `classes` of the counting metrics ("" for a line no longer configured).
+        self.take_classes = take_classes
 
     def collect(self) -> Iterator[Metric]:
         snap = self.take_snapshot()
@@ -120,7 +124,9 @@ class RvaCollector(Collector):
                 errors.add_metric([cam, kind], n)
         yield from (people, fps, stage, frame_age, result_age, lag, pending, frames, errors)
         if self.take_counts and snap.redis:
-            yield from self.counting(self.take_counts())
+            yield from self.counting(
+                self.take_counts(), self.take_classes() if self.take_classes else {}
+            )
         if self.take_rejected:
             rejected = CounterMetricFamily(
                 "rva_web_frames_rejected",
@@ -133,22 +139,27 @@ class RvaCollector(Collector):
             yield rejected
 
     @staticmethod
-    def counting(totals: dict[str, dict[str, int]]) -> Iterator[Metric]:
+    def counting(
+        totals: dict[str, dict[str, int]], classes: dict[str, dict[str, str]]
+    ) -> Iterator[Metric]:
         crossings = CounterMetricFamily(
             "rva_line_crossings",
-            "People who crossed a counting line, since install",
-            labels=["camera", "line", "direction"],
+            "People (or the line's classes) who crossed a counting line, since install",
+            labels=["camera", "line", "direction", "classes"],
         )
         occupancy = GaugeMetricFamily(
-            "rva_zone_occupancy", "People in a zone now", labels=["camera", "zone"]
+            "rva_zone_occupancy",
+            "People (or the zone's classes) in a zone now",
+            labels=["camera", "zone", "classes"],
         )
         for cam, fields in totals.items():
+            what = classes.get(cam, {})
             for field, n in sorted(fields.items()):
                 kind, name, *rest = field.split(":")
                 if kind == "line" and rest:
-                    crossings.add_metric([cam, name, rest[0]], n)
+                    crossings.add_metric([cam, name, rest[0], what.get(f"line:{name}", "")], n)
                 elif kind == "zone":
-                    occupancy.add_metric([cam, name], n)
+                    occupancy.add_metric([cam, name, what.get(f"zone:{name}", "")], n)
         yield from (crossings, occupancy)
 
 
@@ -156,9 +167,10 @@ def render(
     take_snapshot: Callable[[], Snapshot],
     take_counts: Callable[[], dict[str, dict[str, int]]] | None = None,
     take_rejected: Callable[[], dict[str, dict[str, int]]] | None = None,
+    take_classes: Callable[[], dict[str, dict[str, str]]] | None = None,
 ) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RvaCollector(take_snapshot, take_counts, take_rejected))
+    registry.register(RvaCollector(take_snapshot, take_counts, take_rejected, take_classes))
     registry.register(BuildCollector())
     ProcessCollector(registry=registry)  # process_*: this rva web process, from /proc/self
     return generate_latest(registry)
