@@ -13,6 +13,7 @@ CSV_COLUMNS = (
     "end",
     "kind",
     "name",
+    "classes",
     "in",
     "out",
     "occupancy_avg",
@@ -34,6 +35,7 @@ def rows(data: Report) -> list[Report]:
                     **base,
                     "kind": "line",
                     "name": line["name"],
+                    "classes": line.get("classes", "person"),
                     "in": line["in"][i],
                     "out": line["out"][i],
                 }
@@ -44,6 +46,7 @@ def rows(data: Report) -> list[Report]:
                     **base,
                     "kind": "zone",
                     "name": zone["name"],
+                    "classes": zone.get("classes", "person"),
                     **{k: zone[k][i] for k in ZONE_COLUMNS},
                 }
             )

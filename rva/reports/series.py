@@ -59,6 +59,21 @@ def find_names(
     return found_lines, found_zones
 
 
+def classes_of(client: redis.Redis, key: str) -> str:
+    """What a line's or zone's series counts, from its `classes` label ("person" for series
+    made before per-class counting)."""
+    try:
+        raw = client.execute_command("TS.INFO", key)
+    except redis.ResponseError:
+        return "person"
+    info = dict(zip(raw[::2], raw[1::2], strict=False))
+    labels = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in info.get(b"labels") or []
+    }
+    return str(labels.get("classes", "person"))
+
+
 def _cut(client: redis.Redis, key: str) -> int | None:
     """Where a raw series starts to hold every sample (a minute boundary): the rollup is read
     before it. None when the series does not exist."""
@@ -208,10 +223,12 @@ def report(
     for name, values in line_values:
         per_direction = {d: counts(v) for d, v in values.items()}
         totals = {d: sum(v or 0 for v in per_direction[d]) for d in per_direction}
-        out_lines.append({"name": name, **per_direction, "totals": totals})
+        what = classes_of(client, keys.line_series(camera, name, "in"))
+        out_lines.append({"name": name, "classes": what, **per_direction, "totals": totals})
     out_zones = [
         {
             "name": name,
+            "classes": classes_of(client, keys.zone_series(camera, name, "occupancy")),
             "occupancy_avg": ratio(p["avg_sum"], p["avg_n"], 2),
             "occupancy_max": [None if v is None else _number(v) for v in p["max"]],
             "dwell_mean_s": ratio(p["dwell_sum"], p["dwell_n"], 1),
