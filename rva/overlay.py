@@ -40,10 +40,29 @@ def people_label_rect(width: int, text: str) -> Rect:
     return (0, 0, w + 17, h + base + 15)
 
 
-def annotate(frame: np.ndarray, boxes: list[int], people: int | None, note: str = "") -> np.ndarray:
+OBJECT_COLOUR = (255, 200, 0)  # BGR: boxes of the other classes a line or zone counts
+
+
+def annotate(
+    frame: np.ndarray,
+    boxes: list[int],
+    people: int | None,
+    note: str = "",
+    objects: dict[str, list[int]] | None = None,
+) -> np.ndarray:
+    """Person boxes in green with the people count; ``objects`` (other classes: {"car": flat
+    boxes}) in blue, each with its class name."""
     for i in range(0, len(boxes) - 3, 4):
         x1, y1, x2, y2 = boxes[i : i + 4]
         cv2.rectangle(frame, (x1, y1), (x2, y2), (0, 255, 0), 2)
+    small = max(0.4, frame.shape[1] / 1600)
+    for cls, flat in (objects or {}).items():
+        for i in range(0, len(flat) - 3, 4):
+            x1, y1, x2, y2 = (int(v) for v in flat[i : i + 4])
+            cv2.rectangle(frame, (x1, y1), (x2, y2), OBJECT_COLOUR, 2)
+            cv2.putText(
+                frame, cls, (x1 + 2, max(y1 - 4, 10)), FONT, small, OBJECT_COLOUR, 1, cv2.LINE_AA
+            )
     label = f"people: {people}" if people is not None else "people: -"
     if note:
         label += f"  ({note})"
@@ -151,13 +170,15 @@ def wanted_labels(
     out: list[Label] = []
     for name, z in camera.zones.items():
         top = min(z.polygon, key=lambda p: p[1])
-        text = f"{name}: {counts.get(f'zone:{name}', '-')}"
+        what = "" if z.classes == ["person"] else f" ({','.join(z.classes)})"
+        text = f"{name}{what}: {counts.get(f'zone:{name}', '-')}"
         out.append(Label(text, ZONE_COLOUR, _wanted(width, text, (top[0], top[1]))))
     for name, line in camera.lines.items():
         (x1, y1), (x2, y2) = line.points
         today_in = counts.get(f"line:{name}:in:today", "-")
         today_out = counts.get(f"line:{name}:out:today", "-")
-        text = f"{name}: in {today_in} / out {today_out}"
+        what = "" if line.classes == ["person"] else f" ({','.join(line.classes)})"
+        text = f"{name}{what}: in {today_in} / out {today_out}"
         at = (max(x1, x2) - 10, min(y1, y2) - 8)
         out.append(Label(text, LINE_COLOUR, _wanted(width, text, at)))
     return out

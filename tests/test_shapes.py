@@ -252,6 +252,15 @@ def test_rva_lines_from_a_shell(redis_ts: RedisServer, cfg: config.Config, tmp_p
     assert "door" in rva("lines", "list").stdout
     assert rva("zones", "set", "0", "hall", "0,320", "767,320", "767,575").returncode == 0
     assert "hall" in json.loads(rva("zones", "list", "0", "--json").stdout)["0"]
+    cycles = rva("zones", "set", "0", "path", "0,0", "767,0", "767,575", "--classes", "bicycle")
+    assert cycles.returncode == 0, cycles.stderr
+    assert json.loads(rva("zones", "list", "--json").stdout)["0"]["path"]["classes"] == ["bicycle"]
+    assert "--classes bicycle" in rva("zones", "list").stdout
+    wrong = rva("zones", "set", "0", "x", "0,0", "9,0", "9,9", "--classes", "unicorn")
+    assert (
+        wrong.returncode == 2
+        and "cameras.0.zones.x.classes: unknown class 'unicorn'" in wrong.stderr
+    )
     bad = rva("lines", "set", "0", "door", "100,300", "100,300", "--in-side", "400,500")
     assert bad.returncode == 2 and "cameras.0.lines.door" in bad.stderr
     assert rva("lines", "set", "0", "door", "100;300", "1,2", "--in-side", "4,5").returncode == 2
@@ -264,3 +273,24 @@ def test_rva_lines_from_a_shell(redis_ts: RedisServer, cfg: config.Config, tmp_p
     redis_ts.stop()
     down = rva("lines", "set", "0", "door", "100,300", "700,300", "--in-side", "400,500")
     assert down.returncode == 1 and "Redis unreachable" in down.stderr
+
+
+def test_classes_the_model_cannot_detect_are_refused_in_rva_toml_and_live(
+    redis_ts: RedisServer, vtest_path: Path
+) -> None:
+    text = f'[gear]\nmodel = "ssdlite-person"\n[cameras.0]\nsource = "{vtest_path}"\n'
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(
+            text
+            + '[cameras.0.zones.road]\npolygon = [[0, 0], [9, 0], [9, 9]]\nclasses = ["car"]\n',
+            "rva.toml",
+        )
+    assert str(err.value) == (
+        "rva.toml: cameras.0.zones.road.classes: gear.model ssdlite-person does not detect 'car' "
+        "(it detects: person)"
+    )
+    cfg = config.parse(text)
+    with pytest.raises(shapes.ShapeError, match="ssdlite-person does not detect 'bicycle'"):
+        shapes.set_shape(
+            redis_ts.client(), cfg, "0", "line", "bikes", {**DOOR, "classes": ["bicycle"]}, "anna"
+        )

@@ -59,6 +59,12 @@ def add_parsers(add: Add, sub: argparse._SubParsersAction, common: argparse.Argu
             )
         else:
             a.add_argument("points", nargs="+", type=point, metavar="X,Y", help="the corners")
+        a.add_argument(
+            "--classes",
+            default="person",
+            metavar="C[,C...]",
+            help="what it counts: COCO classes, e.g. bicycle or car,truck (default: person)",
+        )
         a = actions.add_parser("rm", help=f"remove a {kind} (its counts so far are kept)")
         a.add_argument("camera")
         a.add_argument("name")
@@ -112,10 +118,12 @@ def cmd_shapes(args: argparse.Namespace, cfg: Config) -> int:
                 print(f"{_when(item['t'])}  camera {item['camera']}: {item['action']}  {who}")
             return 0
         if args.action == "set":
+            spec: dict[str, Any]
             if kind == "line":
                 spec = {"points": [list(p) for p in args.points], "in_side": list(args.in_side)}
             else:
                 spec = {"polygon": [list(p) for p in args.points]}
+            spec["classes"] = [c.strip() for c in args.classes.split(",") if c.strip()]
             done = shapes.set_shape(client, cfg, args.camera, kind, args.name, spec, _who())
         elif args.action == "rm":
             done = shapes.remove_shape(client, cfg, args.camera, kind, args.name, _who())
@@ -190,6 +198,8 @@ def _list(client: redis.Redis, cfg: Config, kind: str, camera: str | None, as_js
             else:
                 where = " ".join(pt(p) for p in it["polygon"])
                 now = f"{it['occupancy']} inside now"
+            if it["classes"] != ["person"]:
+                where += f" --classes {','.join(it['classes'])}"
             print(f"  {name:<16} {where}  ({it['from']}; {now})")
     return 0
 

@@ -268,7 +268,8 @@ class Publisher:
             boxes = [round(float(v)) for v in json.loads(fields.get(b"boxes", b"[]"))]
             if self.cfg.web.video == "blurred":
                 pixelate(frame, boxes)
-            annotate(frame, boxes, int(fields.get(b"people", 0)))
+            objects = json.loads(fields.get(b"objects", b"{}"))
+            annotate(frame, boxes, int(fields.get(b"people", 0)), objects=objects)
         except (ValueError, TypeError):
             return None
         section = self.cfg.cameras[cam]

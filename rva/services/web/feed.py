@@ -185,9 +185,10 @@ class Feed:
                             continue
                         boxes = json.loads(fields.get(b"boxes", b"[]"))
                         last_people = int(fields.get(b"people", 0))
+                        objects = json.loads(fields.get(b"objects", b"{}"))
                         if self.blurred:
                             pixelate(frame, boxes)
-                        self._publish(annotate(frame, boxes, last_people))
+                        self._publish(annotate(frame, boxes, last_people, objects=objects))
                         self.shown = (_id.decode(), last_people)
                         last_result = time.monotonic()
                         break

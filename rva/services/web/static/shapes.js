@@ -29,20 +29,27 @@ function uniqueName(kind) {
   for (let i = 1; ; i++) { const n = (kind === "line" ? "line" : "zone") + i; if (!taken[n]) return n; }
 }
 function pair(q) { return "[" + q[0] + ", " + q[1] + "]"; }
+function classesOf() {
+  const c = $("shape-classes").value.split(",").map((x) => x.trim()).filter((x) => x);
+  return c.length ? c : ["person"];
+}
 function specOf() {
-  const p = editor.points;
-  return editor.kind === "line" ? { points: [p[0], p[1]], in_side: p[2] } : { polygon: p };
+  const p = editor.points, classes = classesOf();
+  return editor.kind === "line" ? { points: [p[0], p[1]], in_side: p[2], classes } : { polygon: p, classes };
 }
 function showToml() {
-  const p = editor.points, name = $("shape-name").value || "name";
-  $("draw-toml").value = editor.kind === "line"
+  const p = editor.points, name = $("shape-name").value || "name", classes = classesOf();
+  const what = classes.join() === "person" ? "" : "classes = [" + classes.map((c) => JSON.stringify(c)).join(", ") + "]\n";
+  $("draw-toml").value = (editor.kind === "line"
     ? "[cameras." + camera + ".lines." + name + "]\npoints = [" + pair(p[0]) + ", " + pair(p[1]) + "]\nin_side = " + pair(p[2]) + "\n"
-    : "[cameras." + camera + ".zones." + name + "]\npolygon = [" + p.map(pair).join(", ") + "]\n";
+    : "[cameras." + camera + ".zones." + name + "]\npolygon = [" + p.map(pair).join(", ") + "]\n") + what;
 }
 function finishSketch() {
   editor.done = true; redrawSketch();
   $("shape-name").value = editor.name || uniqueName(editor.kind);
   $("shape-name").readOnly = !!editor.name; // moving keeps the name (and its totals)
+  const was = editor.name && (shapeState[editor.kind + "s"] || {})[editor.name];
+  $("shape-classes").value = was ? was.classes.join(",") : "person";
   $("shape-save").disabled = !shapeState.can_save;
   $("draw-out").hidden = false; showToml();
   $("draw-hint").textContent = editor.name ? "Save moves " + editor.kind + " " + editor.name + " (its totals stay)" : "name it, then Save";
@@ -117,7 +124,8 @@ async function refreshShapes() {
                  ...Object.keys(s.zones).map((n) => ["zone", n, s.zones[n]])];
   $("shape-list").replaceChildren(...items.map(([kind, name, shape]) => {
     const li = document.createElement("li"), label = document.createElement("span");
-    label.textContent = kind + " " + name + (shape.from === "saved" ? "" : " (rva.toml)");
+    const what = shape.classes && shape.classes.join() !== "person" ? " [" + shape.classes.join(", ") + "]" : "";
+    label.textContent = kind + " " + name + what + (shape.from === "saved" ? "" : " (rva.toml)");
     li.dataset.kind = kind; li.dataset.name = name; li.append(label);
     if (s.can_save) {
       const move = document.createElement("button"), del = document.createElement("button");
@@ -141,4 +149,5 @@ $("shape-save").onclick = saveSketch;
 $("shape-cancel").onclick = cancelSketch;
 $("shape-undo").onclick = undoShape;
 $("shape-name").oninput = showToml;
+$("shape-classes").oninput = showToml;
 setInterval(() => { if (camera !== null) refreshShapes(); }, 3000);
