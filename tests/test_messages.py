@@ -68,3 +68,11 @@ def test_the_config_option_help_names_the_file_in_use(tmp_path: Path) -> None:
     shown = rva("status", "--help", env={"RVA_CONFIG": str(cfg), "COLUMNS": "200"})
     assert shown.returncode == 0, shown.stderr
     assert f"(default: $RVA_CONFIG, here {cfg})" in shown.stdout, shown.stdout
+
+
+def test_rva_mqtt_without_an_mqtt_table_names_the_file_in_use(tmp_path: Path) -> None:
+    cfg = tmp_path / "rva.toml"
+    cfg.write_text('[redis]\nurl = "redis://127.0.0.1:1/0"\n')
+    done = rva("--config", str(cfg), "mqtt")
+    assert done.returncode == 0, done.stderr
+    assert f"no [mqtt] table in {cfg}: nothing to publish" in done.stderr + done.stdout

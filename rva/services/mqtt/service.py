@@ -32,7 +32,7 @@ import numpy as np
 import redis
 
 from rva import health, keys, overlay, shapes
-from rva.config import Config
+from rva.config import Config, config_path
 from rva.connection import TRANSIENT, connect, wait_for_redis
 from rva.overlay import annotate, pixelate
 from rva.runtime import Runtime
@@ -305,7 +305,10 @@ def run(url: str, cfg: Config, *, runtime: Runtime) -> int:
     section = cfg.mqtt
     client = connect(url, name="rva-mqtt")
     if section is None or not section.enabled:
-        why = "no [mqtt] table in the configuration" if section is None else "mqtt.enabled = false"
+        where = config_path()
+        why = (
+            f"no [mqtt] table in {where}" if section is None else f"mqtt.enabled = false in {where}"
+        )
         log.info("rva mqtt: %s: nothing to publish, exiting", why)
         with contextlib.suppress(*TRANSIENT):
             client.delete(keys.MQTT)  # no stale link state for rva status
