@@ -40,8 +40,17 @@ $(VENV)/.dev: $(BIN)/rva ansible/requirements-dev.txt
 	$(BIN)/pip install --quiet -r ansible/requirements-dev.txt
 	touch $@
 
-venv: $(BIN)/rva
-venv-dev: $(VENV)/.dev
+# GStreamer sources (gst:, jetson-csi) read through the OS's PyGObject (python3-gi): the venv
+# sees the OS's gi package alone, linked into it, where it was built for the venv's Python.
+$(VENV)/.gi: $(BIN)/rva
+	@gi=/usr/lib/python3/dist-packages/gi; \
+	site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))'); \
+	ext=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))'); \
+	if [ -e "$$gi/_gi$$ext" ]; then ln -sfn "$$gi" "$$site/gi" && touch $@; \
+	else echo "venv: no OS PyGObject for this Python ($$gi/_gi$$ext): GStreamer sources off"; fi
+
+venv: $(BIN)/rva $(VENV)/.gi
+venv-dev: $(VENV)/.dev $(VENV)/.gi
 
 fetch: venv
 	scripts/get-redis-stack.sh

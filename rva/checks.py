@@ -2,10 +2,12 @@
 on this machine, as far as that can be told without the camera itself.
 
 An error is a source that cannot work as written (a file that is not there, an unknown kind of
-source, a URL without its scheme's colon, a GStreamer pipeline without GStreamer); a warning is
-one that may work later (a /dev/videoN not plugged in yet). Nothing here opens a camera or a
-network stream; ``auto`` is not probed (that would start libcamera, even in an image build's
-chroot): capture and `rva status` say what it found. The files [mqtt] names are checked too.
+source, a URL without its scheme's colon, a GStreamer pipeline that cannot be built here:
+PyGObject, GStreamer or one of its elements missing); a warning is one that may work later (a
+/dev/videoN not plugged in yet). Nothing here opens a camera or a network stream (a GStreamer
+pipeline is built, not started); ``auto`` is not probed (that would start libcamera, even in an
+image build's chroot): capture and `rva status` say what it found. The files [mqtt] names are
+checked too.
 """
 
 from __future__ import annotations
@@ -160,13 +162,13 @@ def source(key: str, value: str, root: Path | None = None) -> list[Finding]:
     if re.fullmatch(r"jetson-csi(:\d+)?", value) or value.startswith("gst:"):
         if value.startswith("gst:") and "appsink" not in value:
             return _error(key, "a gst: pipeline must end in an appsink (… ! appsink)")
-        if not _opencv_has_gstreamer():
-            return _error(
-                key,
-                f"{value.split(':')[0]} needs an OpenCV built with GStreamer (JetPack's has "
-                "it); the OpenCV here has none",
-            )
-        return []
+        from rva.camera.gstreamer import jetson_csi_pipeline, pipeline_problem
+
+        pipeline = (
+            value[4:].strip() if value.startswith("gst:") else jetson_csi_pipeline(0, 2, 2, 1)
+        )
+        problem = pipeline_problem(pipeline)
+        return _error(key, f"{value.split(':')[0]}: {problem}") if problem else []
     if re.fullmatch(r"\d+", value) or value.startswith("/dev/video"):
         return _video_device(key, value if value.startswith("/") else f"/dev/video{value}", root)
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
@@ -256,12 +258,3 @@ def _file(key: str, path: Path, root: Path | None) -> list[Finding]:
             "directory (/ under systemd); give an absolute path",
         )
     return []
-
-
-def _opencv_has_gstreamer() -> bool:
-    import cv2
-
-    for line in cv2.getBuildInformation().splitlines():
-        if line.strip().startswith("GStreamer:"):
-            return "YES" in line
-    return False

@@ -11,7 +11,8 @@ import numpy as np
 
 from rva.camera import v4l2
 from rva.camera.base import IMAGE_SUFFIXES, Camera, NoCameraFound, SourceError
-from rva.camera.opencv import OpenCVCamera, StillImage, jetson_csi_pipeline
+from rva.camera.gstreamer import GstCamera, jetson_csi_pipeline
+from rva.camera.opencv import OpenCVCamera, StillImage
 from rva.camera.picamera import PiCamera, csi_cameras
 
 
@@ -122,10 +123,11 @@ def open_source(
     if m := re.fullmatch(r"picamera(?::(\d+))?", source):
         return PiCamera(int(m.group(1) or 0), width, height, fps)
     if m := re.fullmatch(r"jetson-csi(?::(\d+))?", source):
-        pipeline = jetson_csi_pipeline(int(m.group(1) or 0), width, height, fps)
-        return OpenCVCamera(pipeline, width, height, fps, kind="gstreamer")
+        sensor = int(m.group(1) or 0)
+        pipeline = jetson_csi_pipeline(sensor, width, height, fps)
+        return GstCamera(pipeline, width, height, fps, description=f"Jetson CSI camera {sensor}")
     if source.startswith("gst:"):
-        return OpenCVCamera(source[4:].strip(), width, height, fps, kind="gstreamer", resize=resize)
+        return GstCamera(source[4:].strip(), width, height, fps, resize=resize)
     if re.fullmatch(r"\d+", source):
         return OpenCVCamera(int(source), width, height, fps, kind="v4l2")
     if source.startswith("/dev/video"):

@@ -4,6 +4,7 @@ With labels (rva.tools.labels) only the labelled frames are run, and each is sco
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Collection, Iterator
@@ -26,6 +27,9 @@ class CountError(Exception):
 
 def frames(source: str) -> Iterator[tuple[int, np.ndarray]]:
     """(0-based decode index, frame) for every frame of a video, or once for an image."""
+    if source.startswith("gst:"):
+        yield from _pipeline_frames(source[4:].strip())
+        return
     if Path(source).suffix.lower() in IMAGE_SUFFIXES:
         frame = cv2.imread(source, cv2.IMREAD_COLOR)
         if frame is None:
@@ -49,14 +53,53 @@ def frames(source: str) -> Iterator[tuple[int, np.ndarray]]:
         cap.release()
 
 
+def _pipeline_frames(pipeline: str) -> Iterator[tuple[int, np.ndarray]]:
+    """A GStreamer pipeline's frames, to its end (a live one: until stopped or --limit)."""
+    from rva.camera import SourceError
+    from rva.camera.gstreamer import EndOfStream, GstCamera
+
+    camera = GstCamera(pipeline, 0, 0, 0)
+    try:
+        camera.open()
+        for index in itertools.count():
+            try:
+                frame = camera.read()
+            except EndOfStream:
+                return
+            yield index, frame
+    except SourceError as exc:
+        raise CountError(str(exc)) from None
+    finally:
+        camera.close()
+
+
 def video_fps(source: str) -> float:
     """The file's own frame rate (10 if it does not say), for the frames' timestamps."""
     if Path(source).suffix.lower() in IMAGE_SUFFIXES:
         return 10.0
+    if source.startswith("gst:"):
+        fps = _pipeline_fps(source[4:].strip())
+        return fps if 1.0 <= fps <= 240.0 else 10.0
     cap = cv2.VideoCapture(source)
     fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
     cap.release()
     return fps if 1.0 <= fps <= 240.0 else 10.0
+
+
+def _pipeline_fps(pipeline: str) -> float:
+    """The frame rate a GStreamer pipeline's first frame says (0 when it cannot be read)."""
+    from rva.camera import SourceError
+    from rva.camera.gstreamer import GstCamera
+
+    camera = GstCamera(pipeline, 0, 0, 0)
+    try:
+        camera.open()
+        camera.read()
+        return camera.caps_fps
+    except SourceError:
+        return 0.0  # frames() says why
+    finally:
+        camera.close()
 
 
 def count(

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from rva.camera import SourceError, open_source
-from rva.camera.opencv import OpenCVCamera, StillImage, jetson_csi_pipeline
+from rva.camera.gstreamer import GstCamera, jetson_csi_pipeline
+from rva.camera.opencv import OpenCVCamera, StillImage
 from rva.camera.picamera import PiCamera
 from rva.services.capture.pacing import Pacer, Throttle
 
@@ -28,8 +29,8 @@ from rva.services.capture.pacing import Pacer, Throttle
         ("/dev/video2", OpenCVCamera, "v4l2"),
         ("rtsp://cam.local/stream", OpenCVCamera, "stream"),
         ("http://10.0.0.5:8080/video", OpenCVCamera, "stream"),
-        ("jetson-csi", OpenCVCamera, "gstreamer"),
-        ("gst:videotestsrc ! videoconvert ! appsink", OpenCVCamera, "gstreamer"),
+        ("jetson-csi", GstCamera, None),
+        ("gst:videotestsrc ! videoconvert ! appsink", GstCamera, None),
         ("/srv/footage/lobby.mp4", OpenCVCamera, "file"),
         ("/srv/stills/door.JPG", StillImage, None),
     ],
