@@ -42,7 +42,7 @@ def test_shipped_default_config_is_valid() -> None:
         (
             '[gear]\nmodel = "nonexistent-model"',
             "/etc/rva/rva.toml: gear.model: unknown model 'nonexistent-model'"
-            " (known: ssdlite-person, yolov3-tiny)",
+            " (known: nanodet, ssdlite-person, yolov3-tiny)",
         ),
         (
             '[gear]\ntype = "car_counter"',

@@ -342,7 +342,8 @@ def test_config_check_passes_a_good_file_quietly(tmp_path: Path) -> None:
     [
         (
             '[gear]\nmodel = "nonexistent-model"\n',
-            "gear.model: unknown model 'nonexistent-model' (known: ssdlite-person, yolov3-tiny)",
+            "gear.model: unknown model 'nonexistent-model'"
+            " (known: nanodet, ssdlite-person, yolov3-tiny)",
         ),
         ('[gear]\nbackend = "tensorrt"\n', "gear.backend: unknown backend"),
     ],

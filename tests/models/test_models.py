@@ -13,8 +13,8 @@ from rva.models.manifest import ModelError
 from tests.conftest import RedisServer, rva
 
 
-def test_manifests_list_both_models_with_pinned_files() -> None:
-    assert manifest.available() == ["ssdlite-person", "yolov3-tiny"]
+def test_manifests_list_the_models_with_pinned_files() -> None:
+    assert manifest.available() == ["nanodet", "ssdlite-person", "yolov3-tiny"]
     for name in manifest.available():
         m = manifest.load(name)
         assert m.licence and m.sources
@@ -24,7 +24,7 @@ def test_manifests_list_both_models_with_pinned_files() -> None:
 
 def test_unknown_model_is_a_clear_error() -> None:
     with pytest.raises(
-        ModelError, match=r"unknown model 'yolov9'.*known: ssdlite-person, yolov3-tiny"
+        ModelError, match=r"unknown model 'yolov9'.*known: nanodet, ssdlite-person, yolov3-tiny"
     ):
         manifest.load("yolov9")
 
