@@ -5,8 +5,8 @@ The hardware choice is made once, from the source string, so a reader never bran
 ``auto`` (a CSI camera libcamera sees, else the first V4L2 capture device, looked for again at
 every open), ``picamera[:N]`` (libcamera through picamera2, imported only when asked for),
 ``/dev/videoN`` or ``N`` (V4L2 through OpenCV), ``jetson-csi[:N]`` or ``gst:<pipeline>``
-(GStreamer, e.g. nvarguscamerasrc on a Jetson: needs an OpenCV built with GStreamer, such as
-JetPack's), ``rtsp://``/``http(s)://`` URLs, a video file (looped), or a still image.
+(GStreamer through the OS's PyGObject, e.g. nvarguscamerasrc on a Jetson),
+``rtsp://``/``http(s)://`` URLs, a video file (looped), or a still image.
 """
 
 from __future__ import annotations

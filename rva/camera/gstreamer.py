@@ -154,6 +154,7 @@ class GstCamera(Camera):
         self.live = True
         self.caps_fps = 0.0  # the frame rate the last frame's caps said
         self.pts_ns = -1  # the last frame's presentation time in the pipeline (-1: none)
+        self.error = ""  # the error the pipeline posted, told at the read that finds no frame
 
     def open(self) -> None:
         self.close()
@@ -191,8 +192,11 @@ class GstCamera(Camera):
         if self.sink is None:
             raise SourceError(f"{self.description} is not open")
         sample = self.sink.emit("try-pull-sample", STREAM_READ_TIMEOUT_MS * NS_PER_MS)
+        # Also empties the bus of every other message, which nobody reads: a pipeline running
+        # for months must not pile them up.
+        error = self.error or self._bus_error(wait=False)
+        self.error = error
         if sample is None:
-            error = self._bus_error(wait=False)
             if error:
                 raise SourceError(f"{self.description} failed: {error}")
             if self.sink.get_property("eos"):
@@ -222,7 +226,8 @@ class GstCamera(Camera):
         return frame
 
     def _bus_error(self, wait: bool = True) -> str:
-        """The first error the pipeline posted ("" when none)."""
+        """The first error the pipeline posted ("" when none); the other messages before it
+        are dropped."""
         if self.pipeline is None:
             return ""
         Gst = gst()
@@ -238,6 +243,7 @@ class GstCamera(Camera):
         if self.pipeline is not None:
             self.pipeline.set_state(gst().State.NULL)
             self.pipeline = self.sink = None
+        self.error = ""
 
     @property
     def paced(self) -> bool:
