@@ -1,5 +1,6 @@
 """What a board needs, read from its vendor's own sources: one TOML file per vendor beside this
-module (raspberrypi.toml), each fact with the repository, file and commit it came from.
+module (raspberrypi.toml; jetson.toml for JetPack 6), each fact with the repository, file and
+commit it came from.
 
 The same facts serve three readers: the image tests check every built image against them, the
 provisioning tests check the Ansible roles, and `rva doctor` prints each as found on a running
@@ -8,6 +9,7 @@ device. When a fact changes upstream, its file here is where it changes.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -89,6 +91,13 @@ def board_of(model: str) -> str | None:
         if model.startswith(prefix):
             return board
     return None
+
+
+def l4t_release(text: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) from /etc/nv_tegra_release's first line, "# R36 (release),
+    REVISION: 4.3, ..." (jetson.toml, l4t-release-file); None when it is not one."""
+    m = re.match(r"# R(\d+) \(release\), REVISION: (\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
 
 
 def config_txt_has(text: str, line: str, section: str = "all") -> bool:
