@@ -100,7 +100,13 @@ def test_init_creates_labelled_line_and_zone_series_with_rollups(
         )
     )
     labels = {k.decode(): v.decode() for k, v in info[b"labels"]}
-    assert labels == {"camera": "0", "line": LINE, "direction": "in", "__name__": "line_crossings"}
+    assert labels == {
+        "camera": "0",
+        "line": LINE,
+        "direction": "in",
+        "classes": "person",
+        "__name__": "line_crossings",
+    }
     rules = {r[0].decode(): (r[1], r[2].decode().lower()) for r in info[b"rules"]}
     source = keys.line_series("0", LINE, "in")
     assert rules == {
