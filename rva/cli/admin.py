@@ -20,6 +20,15 @@ def add_parsers(add: Add, sub: argparse._SubParsersAction, common: argparse.Argu
     mf = msub.add_parser("fetch", help="download and verify model files", parents=[common])
     mf.add_argument("names", nargs="*", help="models to fetch (default: gear.model)")
     mf.add_argument("--all", action="store_true")
+    mq = msub.add_parser(
+        "quantize", help="an int8 copy of a model, calibrated on this camera's frames",
+        parents=[common],
+    )  # fmt: skip
+    mq.add_argument("name", nargs="?", help="model (default: gear.model)")
+    where = mq.add_mutually_exclusive_group(required=True)
+    where.add_argument("--source", metavar="FILE", help="frames from a video file or image")
+    where.add_argument("--camera", metavar="ID", help="frames from the camera's live stream")
+    mq.add_argument("--frames", type=int, default=50, help="calibration frames (default 50)")
     for mp in msub.choices.values():
         mp.add_argument("--model-cache")
 
@@ -66,6 +75,10 @@ def cmd_models(args: argparse.Namespace, cfg: Config) -> int:
         if missing and checkout.is_dir() and checkout.resolve() != cache.resolve():
             print(f"(make fetched models into {checkout}: RVA_MODEL_CACHE={checkout} to use them)")
         return 0
+    if args.models_command == "quantize":
+        from rva.tools.quantize import cli
+
+        return cli(args, cfg, cache)
     names = manifest.available() if args.all else (args.names or [cfg.gear.model])
     for name in names:
         bundle = fetch.fetch(manifest.load(name), cache)
