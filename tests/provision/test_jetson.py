@@ -1,18 +1,36 @@
 """The Jetson path of the roles against rva/boards/jetson.toml: each fact with `checks` is
-checked in the role's files. No Jetson here: what runs on a board is left to docs/jetson.md's
+checked in the role's files (fast), and the roles are applied into a Debian root that carries
+the parts of JetPack 6 they look at (provision: the capture drop-in, nvargus-daemon enabled, the
+L4T release refused when it is not R36, the OS's PyGObject alone in the venv). No Jetson here:
+NVIDIA's packages are not installed, so what runs on a board is left to docs/jetson.md's
 self-check."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 
 from rva import boards
 from rva.camera.gstreamer import jetson_csi_pipeline
+from tests.provision.test_provision import (
+    _ansible_env,
+    _chroot,
+    _tool,
+    _trust_host_certificates,
+    base_rootfs,  # noqa: F401 - a fixture
+    can_build_roots,  # noqa: F401 - a fixture
+)
 
 REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 CAMERA = REPO / "ansible/roles/rva_camera"
 FACTS = boards.load("jetson")
 R36 = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64\n"
@@ -92,3 +110,76 @@ def test_the_venv_link_is_the_facts_and_the_csi_pipeline_uses_its_elements() -> 
         assert pipeline.startswith("nvarguscamerasrcsensor-id=1!")
         for part in fact.fields["elements"] + fact.fields["caps"]:
             assert part.replace(" ", "") in pipeline, part
+
+
+# -- applied into a root ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def jetson_root(base_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:  # noqa: F811
+    """The Debian root with python3-gi and Gst from Debian, a venv, and the two JetPack files
+    the roles read: the release line and nvargus-daemon's unit (as meta-tegra ships it)."""
+    workdir = tmp_path_factory.mktemp("jetson")
+    root = workdir / "root"
+    root.mkdir()
+    subprocess.run(
+        ["tar", "--numeric-owner", "-xpf", str(base_rootfs), "-C", str(root)], check=True
+    )
+    shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+    _trust_host_certificates(root)
+    _chroot(root, "apt-get", "update", "-qq")
+    packages = ["python3-gi", "gir1.2-gstreamer-1.0", "gstreamer1.0-plugins-base", "python3-venv"]
+    _chroot(root, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages)
+    _chroot(root, "python3", "-m", "venv", "--without-pip", "/opt/rva/venv")
+    (root / "etc/nv_tegra_release").write_text(R36)
+    unit = boards.by_id(FACTS)["nvargus-daemon-unit"].quote
+    (root / "usr/lib/systemd/system/nvargus-daemon.service").write_text(
+        "[Unit]\nDescription=NVIDIA Argus daemon\n\n" + unit + "\n"
+    )
+    (workdir / "inventory.ini").write_text(
+        "[rva]\n"
+        f"rva-jetson ansible_host={root} ansible_connection=community.general.chroot"
+        " ansible_become=false ansible_python_interpreter=/usr/bin/python3\n"
+    )
+    try:
+        yield root
+    finally:
+        if not os.environ.get("RVA_KEEP_ROOT"):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _apply(root: Path, **extra: object) -> subprocess.CompletedProcess[str]:
+    extra_vars = root.parent / "vars.json"
+    extra_vars.write_text(json.dumps(extra))
+    return subprocess.run(
+        [_tool("ansible-playbook"), "-i", str(root.parent / "inventory.ini"), "-e",
+         f"@{extra_vars}", str(HERE / "jetson.yml")],
+        cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=_ansible_env(),
+    )  # fmt: skip
+
+
+@pytest.mark.provision
+def test_applied_to_a_jetson_root_the_roles_do_what_the_facts_say(jetson_root: Path) -> None:
+    root = jetson_root
+    done = _apply(root)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    settings = drop_in((root / "etc/systemd/system/rva-capture.service.d/jetson.conf").read_text())
+    (allow,) = checked("device_allow")
+    assert sorted(settings["DeviceAllow"]) == sorted(allow.fields["device_allow"])
+    assert settings["PrivateTmp"] == ["no"] and settings["SupplementaryGroups"] == ["render"]
+    wants = root / "etc/systemd/system/multi-user.target.wants/nvargus-daemon.service"
+    assert wants.is_symlink()
+    probe = (
+        "import sys, gi; gi.require_version('Gst', '1.0'); from gi.repository import Gst; "
+        "Gst.init(None); print(Gst.ElementFactory.find('videotestsrc') is not None, "
+        "any('dist-packages' in p for p in sys.path))"
+    )
+    seen = _chroot(root, "/opt/rva/venv/bin/python", "-c", probe, check=False)
+    assert seen.stdout.split() == ["True", "False"], seen.stderr  # gi alone, not the OS's rest
+    again = _apply(root)
+    assert again.returncode == 0 and re.search(r"\bchanged=0\b", again.stdout), again.stdout[-3000:]
+    (root / "etc/nv_tegra_release").write_text(R36.replace("R36", "R35"))
+    refused = _apply(root)
+    assert refused.returncode != 0
+    assert "rva_camera_type=jetson needs JetPack 6 (L4T R36): /etc/nv_tegra_release says # R35" in (
+        refused.stdout
+    ), refused.stdout[-3000:]
