@@ -24,11 +24,11 @@ test python3-dev systemd-python build
 test mosquitto the MQTT broker of the MQTT tests (make demo uses it when installed)
 test prometheus a real scrape of rva web
 test libfaketime a redis-server whose clock went back: the fault tests
-test python3-gi GStreamer sources (gst:, jetson-csi) read through the OS's PyGObject
+test python3-gi GStreamer sources (gst:, jetson-csi) read through PyGObject from the OS
 test gir1.2-gstreamer-1.0 GStreamer sources: Gst through PyGObject
 test gstreamer1.0-plugins-base the GStreamer tests: videotestsrc, decodebin, videoconvert, appsink
 test gstreamer1.0-plugins-good the GStreamer tests: avidemux (vtest.avi), v4l2src
-test gstreamer1.0-libav the GStreamer tests: vtest.avi's MS-MPEG4 video through decodebin
+test gstreamer1.0-libav the GStreamer tests: the MS-MPEG4 video of vtest.avi through decodebin
 provision mmdebstrap Debian root filesystems
 provision systemd-container systemd-nspawn boots the provisioned root filesystem
 provision arch-test mmdebstrap foreign-architecture checks
