@@ -195,8 +195,12 @@ def test_draw_save_count_move_undo_on_the_live_page_then_only_signed_in_from_the
     )
     assert status == 403 and "rva web passwd" in answer["error"], answer
     assert passwd(cfg, "owner", stdin=PASSWORD + "\n").returncode == 0
-    wrong = request(address, port, "POST", "/api/shapes/0/undo", {})
-    assert wrong[0] == 401
+    # rva web reads the users file again when it changes (within a second or two).
+    wait_for(
+        lambda: request(address, port, "POST", "/api/shapes/0/undo", {})[0] == 401,
+        15,
+        what="writes without credentials refused with 401 once there is a user",
+    )
     browser.credentials = Credentials("owner", PASSWORD)
     browser.open(f"http://{address}:{port}/", settle=4)
     wait_for(video_shown, 60, what="the live video on the page, signed in")
