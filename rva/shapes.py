@@ -121,6 +121,10 @@ class Watch:
             log.debug("live lines not re-read: %s", exc)
         return self.current or self.base
 
+    def expire(self) -> None:
+        """Look at the version at the next call (this process has just changed it)."""
+        self.checked = float("-inf")
+
     def changed(self) -> bool:
         """Whether the version moved since the last look (the new set is then in `current`);
         a first successful read after Redis was unreachable is a change too."""

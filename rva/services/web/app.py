@@ -170,7 +170,7 @@ def make_app(client: redis.Redis, cfg: Config) -> Bottle:
         except TRANSIENT as exc:
             return as_json({"error": f"Redis unreachable: {exc}"}, 503)
 
-    shapes_api.install(app, client, cfg, live, as_json)
+    shapes_api.install(app, client, cfg, live, as_json, after_change=watch.expire)
     report_view.register(app, client, cfg)
     return app
 

@@ -68,6 +68,7 @@ def install(
     cfg: Config,
     live: Callable[[], Config],
     as_json: Callable[..., HTTPResponse],
+    after_change: Callable[[], None] = lambda: None,
 ) -> None:
     """The routes: GET/POST /api/shapes, DELETE /api/shapes/<camera>/<kind>/<name>,
     POST /api/shapes/<camera>/undo, GET /api/shapes/<camera>/history."""
@@ -111,6 +112,7 @@ def install(
             return as_json({"error": "refused: the request came from another site's page"}, 403)
         try:
             done = change(who)
+            after_change()  # what this process shows follows its own change at once
         except shapes.ShapeError as exc:
             return as_json({"error": str(exc)}, 400)
         except TRANSIENT as exc:

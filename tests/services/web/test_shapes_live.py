@@ -12,7 +12,7 @@ import base64
 import http.client
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -83,6 +83,25 @@ def frame_to_page(b: Browser, x: float, y: float) -> tuple[float, float]:
     return left + x * width / nw, top + y * height / nh
 
 
+def until(b: Browser, expression: str, what: str, timeout: float = 30) -> object:
+    """Let the page work (its requests pass through the browser's event loop) until the
+    expression is truthy on it."""
+
+    def check() -> object:
+        b.pump(0.3)
+        return b.evaluate(expression)
+
+    return wait_for(check, timeout, interval=0.2, what=what)
+
+
+def until_server(b: Browser, check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    def pumped() -> bool:
+        b.pump(0.3)
+        return check()
+
+    wait_for(pumped, timeout, interval=0.2, what=what)
+
+
 def draw_line(b: Browser, ends: list[list[int]], in_side: list[int]) -> None:
     for x, y in [*ends, in_side]:
         b.click(*frame_to_page(b, x, y))
@@ -123,8 +142,11 @@ def test_draw_save_count_move_undo_on_the_live_page_then_only_signed_in_from_the
     assert browser.evaluate("document.getElementById('draw-out').hidden") is False
     browser.evaluate("document.getElementById('shape-name').value = 'door'")
     browser.evaluate("document.getElementById('shape-save').click()")
-    browser.pump(2)
-    assert "added line door" in browser.evaluate("document.getElementById('shape-msg').textContent")
+    until(
+        browser,
+        "document.getElementById('shape-msg').textContent.includes('added line door')",
+        "the page saying the line was saved",
+    )
     saved = request("127.0.0.1", port, "GET", "/api/shapes?camera=0")[1]["lines"]["door"]
     assert saved["from"] == "saved"
     # Clicks land where they were meant, within a pixel or two of the frame's coordinates.
@@ -143,27 +165,31 @@ def test_draw_save_count_move_undo_on_the_live_page_then_only_signed_in_from_the
         lambda: counted() >= 1, 120, interval=1, what="a crossing of the line drawn on the page"
     )
     before_move = counted()
-    listed = browser.evaluate(
-        "[...document.querySelectorAll('#shape-list li')].map(li => li.dataset.name)"
+    until(
+        browser,
+        "[...document.querySelectorAll('#shape-list li')].map(li => li.dataset.name).join()"
+        " === 'door' && !!document.querySelector('#shape-list li[data-name=door] button.move')",
+        "door listed under the video with its move button",
     )
-    assert listed == ["door"]
 
     # Move it: same name, new place; its totals go on.
     browser.evaluate("document.querySelector('#shape-list li[data-name=door] button.move').click()")
     draw_line(browser, [[300, 185], [300, 375]], [400, 270])
     assert browser.evaluate("document.getElementById('shape-name').readOnly") is True
     browser.evaluate("document.getElementById('shape-save').click()")
-    browser.pump(2)
-    moved = request("127.0.0.1", port, "GET", "/api/shapes?camera=0")[1]["lines"]["door"]
-    assert abs(moved["points"][0][0] - 300) <= 2
+
+    def door_x() -> float:
+        return request("127.0.0.1", port, "GET", "/api/shapes?camera=0")[1]["lines"]["door"][
+            "points"
+        ][0][0]
+
+    until_server(browser, lambda: abs(door_x() - 300) <= 2, "door moved to x=300")
     assert counted() >= before_move
     browser.screenshot(tmp_path / "moved.png")
 
     # Undo: back where it was drawn first.
     browser.evaluate("document.getElementById('shape-undo').click()")
-    browser.pump(2)
-    back = request("127.0.0.1", port, "GET", "/api/shapes?camera=0")[1]["lines"]["door"]
-    assert abs(back["points"][0][0] - 330) <= 2
+    until_server(browser, lambda: abs(door_x() - 330) <= 2, "door back at x=330 after undo")
     history = request("127.0.0.1", port, "GET", "/api/shapes/0/history")[1]["history"]
     assert [h["action"].split(" (")[0] for h in history] == [
         "undid moved line door",
@@ -177,9 +203,12 @@ def test_draw_save_count_move_undo_on_the_live_page_then_only_signed_in_from_the
     if address is None:
         pytest.fail("this machine has no non-loopback IPv4 address to test a LAN request from")
     browser.open(f"http://{address}:{port}/", settle=4)
-    browser.pump(3)
+    until(
+        browser,
+        "document.getElementById('shape-why').textContent.includes('rva web passwd')",
+        "the page from the LAN saying how to add a user",
+    )
     assert browser.evaluate("document.getElementById('shape-undo').hidden") is True
-    assert "rva web passwd" in browser.evaluate("document.getElementById('shape-why').textContent")
     status, answer = request(
         address,
         port,
@@ -204,15 +233,18 @@ def test_draw_save_count_move_undo_on_the_live_page_then_only_signed_in_from_the
     browser.credentials = Credentials("owner", PASSWORD)
     browser.open(f"http://{address}:{port}/", settle=4)
     wait_for(video_shown, 60, what="the live video on the page, signed in")
-    browser.pump(3)
+    until(browser, "!document.getElementById('shape-undo').hidden", "the page allowing saves")
     browser.evaluate("document.getElementById('draw-line').click()")
     draw_line(browser, [[330, 200], [330, 360]], [400, 270])
     browser.evaluate("document.getElementById('shape-name').value = 'lan'")
     browser.evaluate("document.getElementById('shape-save').click()")
-    browser.pump(2)
+
+    def newest() -> tuple[str, str]:
+        last = request(address, port, "GET", "/api/shapes/0/history", user="owner")[1]["history"][0]
+        return last["action"], last["who"]
+
+    until_server(browser, lambda: newest() == ("added line lan", "owner"), "lan saved by owner")
     assert browser.auth_challenges, "the browser was never asked for credentials"
-    last = request(address, port, "GET", "/api/shapes/0/history", user="owner")[1]["history"][0]
-    assert (last["action"], last["who"]) == ("added line lan", "owner")
     # A page on another site cannot make the signed-in browser write (no CORS, Origin checked).
     status, _ = request(address, port, "DELETE", "/api/shapes/0/line/lan", user="owner")
     assert status == 200
