@@ -1,5 +1,5 @@
-"""Sources read through cv2.VideoCapture (V4L2 devices, network streams, video files, GStreamer
-pipelines when OpenCV was built with it) and still images."""
+"""Sources read through cv2.VideoCapture (V4L2 devices, network streams, video files) and still
+images. GStreamer pipelines go through PyGObject instead (rva.camera.gstreamer)."""
 
 from __future__ import annotations
 
@@ -34,14 +34,14 @@ class OpenCVCamera(Camera):
         self.target, self.kind = target, kind
         # Shown in logs, the status line and /healthz: never a URL's password.
         shown = secrets(str(target))
-        self.description = "GStreamer pipeline" if kind == "gstreamer" else f"{kind} {shown}"
+        self.description = f"{kind} {shown}"
         self.capture: cv2.VideoCapture | None = None
         self.file_fps = 0.0
 
     def open(self) -> None:
         if self.kind == "file" and not Path(str(self.target)).is_file():
             raise SourceError(f"video file not found: {self.target}")
-        api = {"v4l2": cv2.CAP_V4L2, "gstreamer": cv2.CAP_GSTREAMER}.get(self.kind, cv2.CAP_ANY)
+        api = cv2.CAP_V4L2 if self.kind == "v4l2" else cv2.CAP_ANY
         if self.kind == "stream":
             timeouts = [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
@@ -112,13 +112,3 @@ class StillImage(Camera):
     @property
     def paced(self) -> bool:
         return False
-
-
-def jetson_csi_pipeline(sensor: int, width: int, height: int, fps: float) -> str:
-    """A CSI camera on a Jetson through Argus, converted to BGR for OpenCV; newest frame only."""
-    return (
-        f"nvarguscamerasrc sensor-id={sensor} ! "
-        f"video/x-raw(memory:NVMM),width={width},height={height},framerate={round(fps)}/1 ! "
-        "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! "
-        "appsink drop=true max-buffers=1"
-    )

@@ -113,7 +113,8 @@ def cmd_shapes(args: argparse.Namespace, cfg: Config) -> int:
             items = shapes.history(client, args.camera)
             if args.json:
                 print(json.dumps(items, indent=2))
-            for item in items if not args.json else []:
+                return 0
+            for item in items:
                 who = f"({item['who']})"
                 print(f"{_when(item['t'])}  camera {item['camera']}: {item['action']}  {who}")
             return 0

@@ -164,7 +164,7 @@ def install(
     def history(camera: str) -> HTTPResponse:
         known(camera)
         try:
-            items = shapes.history(client, known(camera), 50)
+            items = shapes.history(client, camera, 50)
         except TRANSIENT as exc:
             return as_json({"error": f"Redis unreachable: {exc}"}, 503)
         return as_json({"camera": camera, "history": items})
