@@ -15,6 +15,7 @@ NMS) fails while its known weakness does not.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import cv2
 import pytest
 import tomllib
 
-from rva import keys
+from rva import config, keys, shapes
 from rva.models import manifest, store
 from rva.models.detector import Detector
 from tests.conftest import CACHE, RedisServer, Services, free_port, wait_for
@@ -157,3 +158,20 @@ def test_the_appliance_counts_bicycles_and_cars_in_zones_and_people_stay_people(
         "road": "car",
         "all": "person",
     }
+    # A zone removed live: the gear stops keeping the class nobody counts any more (it follows
+    # the live set, not only rva.toml), while the cyclists go on being kept.
+    shapes.remove_shape(client, config.load(cfg), "0", "zone", "road", who="test")
+    time.sleep(3)  # the gear looks at the live set once a second; frames in flight are done
+    after = client.xadd(keys.results("0") + ":mark", {"x": 1})  # an id of now, on Redis' clock
+    client.delete(keys.results("0") + ":mark")
+
+    def kept_since() -> set[str]:
+        return {
+            c
+            for _id, f in client.xrange(keys.results("0"), min=after)
+            if b"objects" in f
+            for c in json.loads(f[b"objects"])
+        }
+
+    wait_for(lambda: "bicycle" in kept_since(), 60, interval=1, what="bicycles kept after")
+    assert "car" not in kept_since()

@@ -59,29 +59,30 @@ def find_names(
     return found_lines, found_zones
 
 
-def classes_of(client: redis.Redis, key: str) -> str:
-    """What a line's or zone's series counts, from its `classes` label ("person" for series
-    made before per-class counting)."""
-    try:
-        raw = client.execute_command("TS.INFO", key)
-    except redis.ResponseError:
-        return "person"
-    info = dict(zip(raw[::2], raw[1::2], strict=False))
-    labels = {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-        for k, v in info.get(b"labels") or []
-    }
-    return str(labels.get("classes", "person"))
-
-
-def _cut(client: redis.Redis, key: str) -> int | None:
-    """Where a raw series starts to hold every sample (a minute boundary): the rollup is read
-    before it. None when the series does not exist."""
+def _info(client: redis.Redis, key: str) -> dict[bytes, Any] | None:
+    """TS.INFO of key as a dict (None when the series does not exist)."""
     try:
         raw = client.execute_command("TS.INFO", key)
     except redis.ResponseError:
         return None
-    info = dict(zip(raw[::2], raw[1::2], strict=False))
+    return dict(zip(raw[::2], raw[1::2], strict=False))
+
+
+def classes_of(info: dict[bytes, Any] | None) -> str:
+    """What a line's or zone's series counts, from its `classes` label (TS.INFO as _info gives
+    it; "person" for series made before per-class counting)."""
+    labels = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in (info or {}).get(b"labels") or []
+    }
+    return str(labels.get("classes", "person"))
+
+
+def _cut(info: dict[bytes, Any] | None) -> int | None:
+    """Where a raw series starts to hold every sample (a minute boundary): the rollup is read
+    before it. None when the series does not exist."""
+    if info is None:
+        return None
     last, retention = int(info[b"lastTimestamp"]), int(info[b"retentionTime"])
     if not retention:
         return 0
@@ -176,8 +177,15 @@ def report(
     def empty() -> Values:
         return [None] * n
 
+    infos: dict[str, dict[bytes, Any] | None] = {}
+
+    def info(key: str) -> dict[bytes, Any] | None:
+        if key not in infos:
+            infos[key] = _info(client, key)
+        return infos[key]
+
     def both(raw: str, rollup: str, agg: str, rollup_agg: str, into: Values) -> None:
-        cut = _cut(client, raw)
+        cut = _cut(info(raw))
         if cut is None:
             return
         reader.per_bucket(raw, agg, cut, hi, into)
@@ -196,7 +204,7 @@ def report(
         occupancy = keys.zone_series(camera, name, "occupancy")
         dwell = keys.zone_series(camera, name, "dwell_s")
         parts = {k: empty() for k in ("avg_sum", "avg_n", "max", "dwell_sum", "dwell_n")}
-        cut = _cut(client, occupancy)
+        cut = _cut(info(occupancy))
         if cut is not None:
             reader.per_minute_avg(occupancy, cut, hi, parts["avg_sum"], parts["avg_n"])
             reader.per_bucket(f"{occupancy}:avg:1m", "sum", lo, cut, parts["avg_sum"])
@@ -223,12 +231,12 @@ def report(
     for name, values in line_values:
         per_direction = {d: counts(v) for d, v in values.items()}
         totals = {d: sum(v or 0 for v in per_direction[d]) for d in per_direction}
-        what = classes_of(client, keys.line_series(camera, name, "in"))
+        what = classes_of(info(keys.line_series(camera, name, "in")))
         out_lines.append({"name": name, "classes": what, **per_direction, "totals": totals})
     out_zones = [
         {
             "name": name,
-            "classes": classes_of(client, keys.zone_series(camera, name, "occupancy")),
+            "classes": classes_of(info(keys.zone_series(camera, name, "occupancy"))),
             "occupancy_avg": ratio(p["avg_sum"], p["avg_n"], 2),
             "occupancy_max": [None if v is None else _number(v) for v in p["max"]],
             "dwell_mean_s": ratio(p["dwell_sum"], p["dwell_n"], 1),

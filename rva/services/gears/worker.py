@@ -100,6 +100,7 @@ class Worker:
         self.deferred = Deferred(self.client)  # the hint and the results: see Deferred
         # Which classes each camera's lines and zones count (rva.toml's and those saved live).
         self.shapes = shapes.Watch(self.client, self.cfg)
+        self._classes_for: tuple[int, list[GearState]] | None = None
 
     # -- set-up -------------------------------------------------------------------------
     def load_model(self, name: str) -> ModelBundle:
@@ -160,7 +161,19 @@ class Worker:
                 schema.ensure_timeseries(self.client, reg.camera, self.cfg)
 
     def follow_classes(self) -> None:
+        """Each gear detects the classes its camera's lines and zones count (once per change of
+        the live set or of the gears, not every round)."""
         live = self.shapes.config()
+        states = list(self.gears.values())
+        done = self._classes_for
+        if (
+            done is not None
+            and done[0] == self.shapes.seen
+            and len(done[1]) == len(states)
+            and all(a is b for a, b in zip(done[1], states, strict=True))
+        ):
+            return
+        self._classes_for = (self.shapes.seen, states)  # holds the states: no id is reused
         for state in self.gears.values():
             section = live.cameras.get(state.registration.camera)
             if section is not None:
