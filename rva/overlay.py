@@ -7,7 +7,7 @@ another or the people count, and all stay inside the frame (place_labels)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import cv2
@@ -49,9 +49,11 @@ def annotate(
     people: int | None,
     note: str = "",
     objects: dict[str, list[int]] | None = None,
+    scene: Callable[[np.ndarray], object] | None = None,
 ) -> np.ndarray:
     """Person boxes in green with the people count; ``objects`` (other classes: {"car": flat
-    boxes}) in blue, each with its class name."""
+    boxes}) in blue, each with its class name. ``scene`` draws the lines and zones (draw()),
+    after the boxes and before the people count, so that no line crosses the count."""
     for i in range(0, len(boxes) - 3, 4):
         x1, y1, x2, y2 = boxes[i : i + 4]
         cv2.rectangle(frame, (x1, y1), (x2, y2), (0, 255, 0), 2)
@@ -63,6 +65,8 @@ def annotate(
             cv2.putText(
                 frame, cls, (x1 + 2, max(y1 - 4, 10)), FONT, small, OBJECT_COLOUR, 1, cv2.LINE_AA
             )
+    if scene is not None:
+        scene(frame)
     label = f"people: {people}" if people is not None else "people: -"
     if note:
         label += f"  ({note})"

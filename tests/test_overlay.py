@@ -139,3 +139,23 @@ def test_place_labels_moves_up_or_down_to_the_nearest_free_place_inside_the_fram
     assert all(inside(r, size) for r in many)
     assert not any(overlaps(a, b) for a, b in combinations(many[:6], 2)), many
     assert many[6:] == [box] * 3
+
+
+def test_a_line_through_the_corner_passes_under_the_people_count() -> None:
+    """The people count is drawn last: a line or zone across the top-left corner does not cross
+    it (the feed and the MQTT camera give draw() to annotate() as its ``scene``)."""
+    camera = CameraSection.model_validate(
+        {
+            "source": "0",
+            "lines": {"top": {"points": [[0, 12], [700, 12]], "in_side": [300, 100]}},
+            "zones": {"corner": {"polygon": [[0, 0], [200, 0], [200, 60], [0, 60]]}},
+        }
+    )
+    frame = np.full((SIZE[1], SIZE[0], 3), 90, np.uint8)
+    overlay.annotate(frame, [], 3, "counted 2 s ago", scene=lambda f: overlay.draw(f, camera, {}))
+    left, top, right, bottom = overlay.people_label_rect(SIZE[0], "people: 3  (counted 2 s ago)")
+    box = frame[top:bottom, left:right]
+    assert not colour_mask(box, overlay.LINE_COLOUR).any()
+    assert not colour_mask(box, overlay.ZONE_COLOUR).any()
+    # ...and the line is there beside it.
+    assert colour_mask(frame[:, right + 5 :], overlay.LINE_COLOUR).any()

@@ -269,13 +269,17 @@ class Publisher:
             if self.cfg.web.video == "blurred":
                 pixelate(frame, boxes)
             objects = json.loads(fields.get(b"objects", b"{}"))
-            annotate(frame, boxes, int(fields.get(b"people", 0)), objects=objects)
+            people = int(fields.get(b"people", 0))
         except (ValueError, TypeError):
             return None
         section = self.cfg.cameras[cam]
-        if section.lines or section.zones:
-            raw = self.redis.hgetall(keys.counts(cam))
-            overlay.draw(frame, section, {k.decode(): v.decode() for k, v in raw.items()})
+
+        def scene(image: np.ndarray) -> None:
+            if section.lines or section.zones:
+                raw = self.redis.hgetall(keys.counts(cam))
+                overlay.draw(image, section, {k.decode(): v.decode() for k, v in raw.items()})
+
+        annotate(frame, boxes, people, objects=objects, scene=scene)
         ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 75])
         return jpeg.tobytes() if ok else None
 

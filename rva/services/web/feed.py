@@ -96,10 +96,13 @@ class Feed:
             return False
 
     # -- the feed thread ----------------------------------------------------------------
-    def _publish(self, frame: np.ndarray) -> None:
+    def _scene(self, frame: np.ndarray) -> None:
+        """The lines and zones with their counts (annotate() draws them under the people count)."""
         if self.shapes is not None:
             raw = self.client.hgetall(keys.counts(self.camera))
             overlay.draw(frame, self.shapes, {k.decode(): v.decode() for k, v in raw.items()})
+
+    def _publish(self, frame: np.ndarray) -> None:
         ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             return
@@ -142,14 +145,13 @@ class Feed:
             self.raw_frame = None if image is None else self._decode(entry_id, image)
         return None if self.raw_frame is None else self.raw_frame.copy()
 
-    @staticmethod
-    def _raw_annotated(frame: np.ndarray, people: int | None, result_at: float) -> np.ndarray:
+    def _raw_annotated(self, frame: np.ndarray, people: int | None, result_at: float) -> np.ndarray:
         """A frame newer than the last result: no boxes, and the count said to be old. A slow
         detector (seconds per frame) is not called idle."""
         age = time.monotonic() - result_at
         if people is None or age > IDLE_AFTER_S:
-            return annotate(frame, [], None, "detector idle")
-        return annotate(frame, [], people, f"counted {age:.0f} s ago")
+            return annotate(frame, [], None, "detector idle", scene=self._scene)
+        return annotate(frame, [], people, f"counted {age:.0f} s ago", scene=self._scene)
 
     def _run(self) -> None:
         results = keys.results(self.camera)
@@ -188,7 +190,9 @@ class Feed:
                         objects = json.loads(fields.get(b"objects", b"{}"))
                         if self.blurred:
                             pixelate(frame, boxes)
-                        self._publish(annotate(frame, boxes, last_people, objects=objects))
+                        self._publish(
+                            annotate(frame, boxes, last_people, objects=objects, scene=self._scene)
+                        )
                         self.shown = (_id.decode(), last_people)
                         last_result = time.monotonic()
                         break
