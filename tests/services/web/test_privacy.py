@@ -178,7 +178,12 @@ def _page(browser: Browser, web: Web) -> dict[str, object]:
 
 
 def test_page_with_video_off_shows_counts_and_no_image(stack: Stack, browser: Browser) -> None:
-    web = stack.web("off-page", video="off")
+    cfg, port = stack.config("off-page", video="off")
+    cfg.write_text(
+        cfg.read_text()
+        + "[cameras.0.lines.door]\npoints = [[330, 185], [330, 375]]\nin_side = [400, 270]\n"
+    )
+    web = stack.web_from(cfg, port, "off-page")
     state = _page(browser, web)
     assert state["people"].isdigit(), state  # type: ignore[union-attr]
     assert "Video is off" in str(state["note"]) and not state["noteHidden"], state
@@ -186,6 +191,12 @@ def test_page_with_video_off_shows_counts_and_no_image(stack: Stack, browser: Br
     assert state["broken"] == 0, state
     asked = [u for u in browser.responses if "/video" in u]
     assert not asked, f"the page asked for {asked}"
+    # The line is listed and can be deleted; moving it is drawn on the picture, so not offered.
+    buttons = browser.evaluate(
+        "[...document.querySelectorAll('#shape-list li[data-name=door] button')]"
+        ".map((b) => b.textContent)"
+    )
+    assert buttons == ["delete"], buttons
 
 
 def test_page_with_blurred_video_says_so_and_plays(stack: Stack, browser: Browser) -> None:

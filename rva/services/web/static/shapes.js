@@ -128,11 +128,17 @@ async function refreshShapes() {
     label.textContent = kind + " " + name + what + (shape.from === "saved" ? "" : " (rva.toml)");
     li.dataset.kind = kind; li.dataset.name = name; li.append(label);
     if (s.can_save) {
-      const move = document.createElement("button"), del = document.createElement("button");
-      move.type = del.type = "button"; move.textContent = "move"; del.textContent = "delete";
-      move.className = "move"; del.className = "delete";
-      move.onclick = () => startSketch(kind, name); del.onclick = () => removeShape(kind, name);
-      li.append(move, del);
+      const del = document.createElement("button");
+      del.type = "button"; del.textContent = "delete"; del.className = "delete";
+      del.onclick = () => removeShape(kind, name);
+      // Moving is drawn on the picture: none with [web] video = "off" (rva lines set still can).
+      if (videoMode !== "off") {
+        const move = document.createElement("button");
+        move.type = "button"; move.textContent = "move"; move.className = "move";
+        move.onclick = () => startSketch(kind, name);
+        li.append(move);
+      }
+      li.append(del);
     }
     return li;
   }));
