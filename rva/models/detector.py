@@ -160,14 +160,6 @@ class Detector:
         return backend_cls(int8.as_bundle(self.bundle, graph), device=device, threads=threads)
 
     @property
-    def describe(self) -> str:
-        """The model, its input size, backend and precision, as logs and reports say them."""
-        return (
-            f"{self.manifest.name} {self.width}x{self.height} on {self.backend_name}, "
-            f"{self.precision}"
-        )
-
-    @property
     def backend_name(self) -> str:
         return self.backend.type_key
 
