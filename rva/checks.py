@@ -52,7 +52,31 @@ def config(cfg: Config, root: Path | None = None) -> list[Finding]:
             f.key == key and f.level == "error" for f in found
         ):
             found += geometry(camera_id, camera, root)
-    return found + mqtt_files(cfg, root)
+    return found + int8_file(cfg, root) + mqtt_files(cfg, root)
+
+
+def int8_file(cfg: Config, root: Path | None = None) -> list[Finding]:
+    """With gear.precision = "int8": the int8 copy in this host's model cache, made at the
+    input size the gear runs. Missing is a warning (`rva models quantize` needs the camera
+    running, so a new device has none yet: the gear waits and says so); made at another size is
+    an error. Whether it is stale (made from another float model) is checked when the gear
+    loads it: that needs the float model converted."""
+    gear = cfg.gear
+    if gear.precision != "int8":
+        return []
+    from rva.models import int8, manifest, store
+
+    cache = store.cache_dir()
+    if root is not None:
+        cache = root / cache.relative_to(cache.anchor)
+    spec = manifest.load(gear.model).input
+    size = (gear.input_size, gear.input_size) if gear.input_size else (spec.width, spec.height)
+    try:
+        int8.check_file(gear.model, size, cache)
+    except manifest.ModelError as exc:
+        level = "error" if int8.path(cache, gear.model).is_file() else "warning"
+        return [Finding(level, "gear.precision", "int8: " + str(exc).removeprefix(int8.KEY + ": "))]
+    return []
 
 
 def mqtt_files(cfg: Config, root: Path | None = None) -> list[Finding]:

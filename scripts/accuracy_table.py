@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/accuracy_table.py [--labels tests/data/vtest_people.toml]
         [--source .cache/footage/vtest.avi] [--json FILE]
-        [--settings nanodet:0:onnxruntime,yolov3-tiny:512:onnxruntime] [--min-height PX]
+        [--settings nanodet:0:onnxruntime,yolov3-tiny:512:onnxruntime:int8] [--min-height PX]
 
 Runs every (model, input size, backend) on each labelled frame, round robin (so a load change
 on a shared machine hits all settings alike), keeps each frame's detections at the lowest
@@ -13,7 +13,8 @@ another scores no more than it). Prints a Markdown table: MAE on the even-indexe
 frames (the half a default is chosen on), on the odd-indexed ones (the half it is reported
 on), and on all; the mean signed error; the median ms per frame (letterbox + forward + NMS)
 and its ratio to the old default (opencv, 416, 0.4), or to the first setting when the old
-default is not among those run.
+default is not among those run. A setting ending in ``:int8`` runs the model's int8 copy from
+the model cache (`rva models quantize`, made at that size; gear.precision = "int8").
 
 Other labels work as they are when they have ``people``/``max`` per frame; street1906's object
 labels (``person``/``person_max``, tests/data/street1906_objects.toml) are read as
@@ -89,29 +90,32 @@ def main() -> int:
     ap.add_argument("--source", default=str(ROOT / ".cache/footage/vtest.avi"))
     ap.add_argument("--model-cache", default=os.environ.get("RVA_MODEL_CACHE"))
     ap.add_argument("--json", help="also write every figure here")
-    ap.add_argument("--settings", help="model:size:backend,... (default: all of SETTINGS)")
+    ap.add_argument("--settings", help="model:size:backend[:int8],... (default: all of SETTINGS)")
     ap.add_argument("--min-height", type=float, default=0, help="count boxes this tall or more")
     args = ap.parse_args()
 
     labels = read_labels(args.labels)
-    settings = [
-        (m, int(size), b) for m, size, b in (s.split(":") for s in args.settings.split(","))
+    settings: list[tuple] = [
+        (m, int(size), b, *rest)
+        for m, size, b, *rest in (s.split(":") for s in args.settings.split(","))
     ] if args.settings else SETTINGS  # fmt: skip
     order = sorted(labels)
     half = {f: ("even" if i % 2 == 0 else "odd") for i, f in enumerate(order)}
     cache = store.cache_dir(args.model_cache)
     detectors = {
-        (model, size, backend): Detector(
+        (model, size, backend, *rest): Detector(
             store.from_cache(manifest.load(model), cache),
             backend=backend,
             input_size=size,
             score_threshold=min(THRESHOLDS),
+            precision=rest[0] if rest else "float",
+            model_cache=cache,
         )
-        for model, size, backend in settings
+        for model, size, backend, *rest in settings
     }
-    scores: dict[tuple[str, int, str], dict[int, np.ndarray]] = {k: {} for k in detectors}
-    tall: dict[tuple[str, int, str], dict[int, np.ndarray]] = {k: {} for k in detectors}
-    ms: dict[tuple[str, int, str], list[float]] = {k: [] for k in detectors}
+    scores: dict[tuple, dict[int, np.ndarray]] = {k: {} for k in detectors}
+    tall: dict[tuple, dict[int, np.ndarray]] = {k: {} for k in detectors}
+    ms: dict[tuple, list[float]] = {k: [] for k in detectors}
     load_before = os.getloadavg()
     started = time.monotonic()
     keys = list(detectors)
@@ -124,18 +128,19 @@ def main() -> int:
     load_after = os.getloadavg()
 
     rows = []
-    for (model, size, backend), per_frame in scores.items():
-        d = detectors[(model, size, backend)]
-        median_ms = statistics.median(ms[(model, size, backend)])
+    for key, per_frame in scores.items():
+        model, size, backend = key[:3]
+        d = detectors[key]
+        median_ms = statistics.median(ms[key])
         for t in THRESHOLDS:
-            kept = {f: (s >= t) & tall[(model, size, backend)][f] for f, s in per_frame.items()}
+            kept = {f: (s >= t) & tall[key][f] for f, s in per_frame.items()}
             errors = {f: labels[f].error(int(k.sum())) for f, k in kept.items()}
             rows.append(
                 {
                     "model": model,
                     "input": f"{d.width}x{d.height}",
                     "size": size,
-                    "backend": backend,
+                    "backend": backend if d.precision == "float" else f"{backend} {d.precision}",
                     "threshold": t,
                     "mae_even": mae([e for f, e in errors.items() if half[f] == "even"]),
                     "mae_odd": mae([e for f, e in errors.items() if half[f] == "odd"]),

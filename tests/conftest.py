@@ -236,12 +236,16 @@ def _toml(value: object) -> str:
 class Services:
     """rva processes started for a test, all stopped (and their logs shown on failure) after."""
 
-    def __init__(self, tmp_path: Path, config: Path) -> None:
-        self.tmp_path, self.config = tmp_path, config
+    def __init__(self, tmp_path: Path, config: Path, model_cache: Path = MODEL_CACHE) -> None:
+        self.tmp_path, self.config, self.model_cache = tmp_path, config, model_cache
         self.procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
 
     def env(self) -> dict[str, str]:
-        env = {**os.environ, "RVA_CONFIG": str(self.config), "RVA_MODEL_CACHE": str(MODEL_CACHE)}
+        env = {
+            **os.environ,
+            "RVA_CONFIG": str(self.config),
+            "RVA_MODEL_CACHE": str(self.model_cache),
+        }
         env.pop("RVA_REDIS_URL", None)
         env.pop("NOTIFY_SOCKET", None)
         return env
@@ -297,13 +301,11 @@ class Services:
 
 
 @pytest.fixture
-def services(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Callable[[Path], Services]]:
+def services(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Services]]:
     made: list[Services] = []
 
-    def make(config: Path) -> Services:
-        s = Services(tmp_path, config)
+    def make(config: Path, model_cache: Path = MODEL_CACHE) -> Services:
+        s = Services(tmp_path, config, model_cache)
         made.append(s)
         return s
 

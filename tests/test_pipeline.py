@@ -343,6 +343,7 @@ def test_rva_bench_reports_every_phase_in_one_json(
     assert report["stages_ms"]["pipeline"]["model"] > 0
     assert report["timeseries"] is True
     assert report["backend"] in ("onnxruntime", "opencv")  # what `auto` is here
+    assert report["precision"] == "float"
     cpu = report["cpu_ms_per_frame"]
     assert cpu["bare"] > 0 and cpu["pipeline"] > 0
     assert cpu["ratio"] == pytest.approx(cpu["bare"] / cpu["pipeline"], rel=0.02)

@@ -29,6 +29,13 @@ def add_parsers(add: Add, sub: argparse._SubParsersAction, common: argparse.Argu
     where.add_argument("--source", metavar="FILE", help="frames from a video file or image")
     where.add_argument("--camera", metavar="ID", help="frames from the camera's live stream")
     mq.add_argument("--frames", type=int, default=50, help="calibration frames (default 50)")
+    mq.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="the input size the int8 copy is made for (default: gear.input_size; a gear "
+        "refuses a copy made at another size)",
+    )
     for mp in msub.choices.values():
         mp.add_argument("--model-cache")
 

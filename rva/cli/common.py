@@ -65,7 +65,7 @@ def runtime(service: str) -> Runtime:
     return runtime
 
 
-def detector(args: argparse.Namespace, cfg: Config) -> Detector:
+def detector(args: argparse.Namespace, cfg: Config, precision: str | None = None) -> Detector:
     from rva.models import manifest, store
     from rva.models.detector import Detector
 
@@ -75,6 +75,9 @@ def detector(args: argparse.Namespace, cfg: Config) -> Detector:
         backend=args.backend,
         input_size=getattr(args, "input_size", None),
         score_threshold=getattr(args, "threshold", None),
+        precision=precision or getattr(args, "precision", None),
     )
-    bundle = store.from_cache(manifest.load(settings.model), store.cache_dir(args.model_cache))
-    return Detector.from_settings(bundle, settings)
+    cache = store.cache_dir(args.model_cache)
+    return Detector.from_settings(
+        store.from_cache(manifest.load(settings.model), cache), settings, cache
+    )

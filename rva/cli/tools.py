@@ -32,6 +32,13 @@ def add_parsers(add: Add, sub: argparse._SubParsersAction, common: argparse.Argu
         "--model", default=None, help=f"model name (default: gear.model, {const.DEFAULT_MODEL})"
     )
     p.add_argument("--backend", default=None)
+    p.add_argument(
+        "--precision",
+        choices=["float", "int8", "both"],
+        default=None,
+        help="overrides gear.precision; both (with --labels): float and int8 on the same "
+        "labelled frames, scored side by side",
+    )
     p.add_argument("--every", type=int, default=1, help="process every Nth frame")
     p.add_argument("--limit", type=int, default=0, help="stop after N processed frames")
     p.add_argument("--json", action="store_true", help="one JSON object per processed frame")
@@ -81,6 +88,9 @@ def add_parsers(add: Add, sub: argparse._SubParsersAction, common: argparse.Argu
     )
     p.add_argument("--model", default=None)
     p.add_argument("--backend", default=None)
+    p.add_argument(
+        "--precision", choices=["float", "int8"], default=None, help="overrides gear.precision"
+    )
     p.add_argument("--source", default=None, help="video (default: cameras.<first>.source)")
     p.add_argument(
         "--motion-gate",
@@ -138,6 +148,19 @@ def cmd_count(args: argparse.Namespace, cfg: Config) -> int:
             score = labels.Score(labels.load(args.labels))
         except labels.LabelsError as exc:
             raise ConfigError(str(exc)) from None
+    if args.precision == "both":
+        if score is None or args.camera is not None:
+            raise ConfigError(
+                "--precision both scores float against int8 on labelled frames: give --labels "
+                "(and no --camera)"
+            )
+        detectors = {p: detector(args, cfg, precision=p) for p in ("float", "int8")}
+        try:
+            count.compare(detectors, args.source, score.labels, as_json=args.json)
+        except count.CountError as exc:
+            print(f"rva: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     counter = None
     if args.camera is not None:
         from rva.stages.counting import counter_for

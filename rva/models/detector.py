@@ -9,12 +9,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from rva.config import GearSection
-from rva.models import backends, nanodet
+from rva.models import backends, int8, nanodet, store
 from rva.models.manifest import ModelError
 from rva.models.store import ModelBundle
 
@@ -91,6 +92,8 @@ class Detector:
         score_threshold: float = 0.2,
         nms_threshold: float = 0.45,
         input_size: int = 0,
+        precision: str = "float",
+        model_cache: Path | None = None,
     ) -> None:
         self.bundle = bundle
         self.manifest = bundle.manifest
@@ -106,7 +109,13 @@ class Detector:
         # Darknet models run at any multiple of 32: the size goes to the backend (ONNX Runtime
         # converts the graph for it); other models keep their own.
         size = (self.width, self.height) if self.manifest.format == "darknet" else None
-        self.backend = self._backend(backend, device, threads, size)
+        self.precision = precision
+        if precision == "int8":
+            self.backend = self._int8_backend(backend, device, threads, model_cache)
+        elif precision == "float":
+            self.backend = self._backend(backend, device, threads, size)
+        else:
+            raise ModelError(f"gear.precision: float or int8 (got {precision!r})")
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         # Class ids kept, by name: persons always; more when a line or zone counts them.
@@ -133,13 +142,33 @@ class Detector:
                 log.warning("%s; trying the next backend", exc)
         raise ModelError(f"no backend for {self.manifest.name}")  # unreachable: tried is not empty
 
+    def _int8_backend(
+        self, name: str, device: str, threads: int, cache: Path | None
+    ) -> backends.Backend:
+        """ONNX Runtime on the model's int8 copy from the model cache (rva.models.int8 checks
+        it: there, made at this input size, from the current float model)."""
+        if name not in ("auto", "onnxruntime"):
+            raise ModelError(
+                f'gear.precision = "int8" runs on the onnxruntime backend only (gear.backend '
+                f"is {name}: set it to auto or onnxruntime, or precision to float)"
+            )
+        try:
+            backend_cls = backends.get("onnxruntime")
+        except ModelError as exc:
+            raise ModelError(f'gear.precision = "int8" needs onnxruntime: {exc}') from None
+        graph = int8.load(self.bundle, (self.width, self.height), cache or store.cache_dir())
+        return backend_cls(int8.as_bundle(self.bundle, graph), device=device, threads=threads)
+
     @property
     def backend_name(self) -> str:
         return self.backend.type_key
 
     @classmethod
-    def from_settings(cls, bundle: ModelBundle, settings: GearSection) -> Detector:
-        """The one way services build a detector: from the gear settings of rva.toml."""
+    def from_settings(
+        cls, bundle: ModelBundle, settings: GearSection, model_cache: Path | None = None
+    ) -> Detector:
+        """The one way services build a detector: from the gear settings of rva.toml (with
+        int8, its copy from ``model_cache``, else this host's, rva.models.store.cache_dir)."""
         return cls(
             bundle,
             backend=settings.backend,
@@ -148,6 +177,8 @@ class Detector:
             score_threshold=settings.score_threshold,
             nms_threshold=settings.nms_threshold,
             input_size=settings.input_size,
+            precision=settings.precision,
+            model_cache=model_cache,
         )
 
     def want(self, names: set[str] | list[str]) -> None:

@@ -8,8 +8,10 @@ the float model finds nobody (a calibration on an empty scene sets the ranges of
 no people in it): at least MIN_WITH_PEOPLE of them must have someone.
 
 The quantized file is written next to the float one in the model cache
-(``<model>.int8.onnx``), with ``<model>.int8.json`` beside it: which model and float file it
-came from (sha256), the frames' source, how many frames and how many had people, when.
+(``<model>.int8.onnx``), with ``<model>.int8.json`` beside it: which model and float graph it
+came from (sha256), the input size it was made at, the frames' source, how many frames and how
+many had people, when. A gear with ``gear.precision = "int8"`` runs it after checking those
+(rva/models/int8.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 import redis
 
 from rva.config import Config
+from rva.models import int8
 from rva.models.detector import Detector
 from rva.models.manifest import sha256
 from rva.models.store import ModelBundle
@@ -45,6 +48,7 @@ class Provenance:
     model: str
     float_sha256: str
     int8_sha256: str
+    input_size: list[int]  # [width, height]: the graph's input, fixed when quantized
     source: str
     frames: int
     frames_with_people: int
@@ -55,11 +59,7 @@ class Provenance:
 def float_graph(detector: Detector) -> bytes:
     """The float ONNX graph ONNX Runtime runs for this detector (Darknet converted in memory,
     at the detector's input size)."""
-    from rva.models.backends.onnx_runtime import OnnxRuntimeBackend
-
-    darknet = detector.manifest.format == "darknet"
-    size = (detector.width, detector.height) if darknet else None
-    return OnnxRuntimeBackend._graph(detector.bundle, size)
+    return int8.float_graph(detector.bundle, (detector.width, detector.height))
 
 
 class _Reader:
@@ -148,6 +148,7 @@ def quantize(
         model=bundle.manifest.name,
         float_sha256=sha256(graph),
         int8_sha256=sha256(data),
+        input_size=[detector.width, detector.height],
         source=source,
         frames=len(blobs),
         frames_with_people=with_people,
@@ -198,6 +199,8 @@ def cli(args: argparse.Namespace, cfg: Config, cache: Path) -> int:
     name = args.name or cfg.gear.model
     bundle = store.from_cache(manifest.load(name), cache)
     size = cfg.gear.input_size if name == cfg.gear.model else 0
+    if args.input_size is not None:
+        size = config.gear_settings(cfg, input_size=args.input_size).input_size
     if args.camera is not None:
         client = connect(config.redis_url(cfg, args.url), name="rva-quantize", timeout=10)
         frames: Iterable[np.ndarray] = stream_frames(client, args.camera)
@@ -205,7 +208,7 @@ def cli(args: argparse.Namespace, cfg: Config, cache: Path) -> int:
     else:
         step = 5  # a frame in five: more of the scene than consecutive frames
         frames, source = file_frames(args.source, step), f"{args.source} (every {step}th frame)"
-    out = cache / name / f"{name}.int8.onnx"
+    out = int8.path(cache, name)
     try:
         prov = quantize(bundle, frames, out, source=source, wanted=args.frames, input_size=size)
     except QuantizeError as exc:
@@ -213,6 +216,7 @@ def cli(args: argparse.Namespace, cfg: Config, cache: Path) -> int:
         return 1
     print(
         f"{out}: int8 from {prov.frames} frames of {prov.source}, "
-        f"{prov.frames_with_people} with people; provenance in {out.with_suffix('.json')}"
+        f"{prov.frames_with_people} with people, for a {prov.input_size[0]}x{prov.input_size[1]} "
+        f"input; provenance in {out.with_suffix('.json')}"
     )
     return 0

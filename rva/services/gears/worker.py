@@ -134,7 +134,14 @@ class Worker:
                     log.error("gear %s: unknown type %s; skipped", reg.id, reg.type)
                     continue
                 g = reg.settings
-                log.info("gear %s: model %s on %s/%s", reg.id, g.model, g.backend, g.device)
+                log.info(
+                    "gear %s: model %s on %s/%s, %s",
+                    reg.id,
+                    g.model,
+                    g.backend,
+                    g.device,
+                    g.precision,
+                )
                 self.gears[reg.stream] = GearState(reg, gear_cls(reg, self.load_model))
         for stream in set(self.gears) - {r.stream for r in regs}:
             log.info("gear on %s unregistered; stopping it", stream)

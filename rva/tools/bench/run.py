@@ -21,14 +21,20 @@ from rva.tools.bench.still import still
 
 def run(args: argparse.Namespace, cfg: Config) -> dict[str, object]:
     gear = config.gear_settings(
-        cfg, model=args.model, backend=args.backend, motion_gate=args.motion_gate
+        cfg,
+        model=args.model,
+        backend=args.backend,
+        motion_gate=args.motion_gate,
+        precision=getattr(args, "precision", None),
     )
     source = args.source or next(iter(cfg.cameras.values())).source
     if not Path(source).is_file():
         raise ConfigError(f"bench needs a video file as source (got {source!r}); use --source")
     cache = store.cache_dir(args.model_cache)
     load_before = loadavg()
-    detector = Detector.from_settings(store.from_cache(manifest.load(gear.model), cache), gear)
+    detector = Detector.from_settings(
+        store.from_cache(manifest.load(gear.model), cache), gear, cache
+    )
     backend = detector.backend_name  # what `auto` is on this machine
     slices = args.slices
     if slices < 1:
@@ -55,6 +61,7 @@ def run(args: argparse.Namespace, cfg: Config) -> dict[str, object]:
     return {
         "model": gear.model,
         "backend": backend,
+        "precision": gear.precision,
         "source": source,
         "seconds": args.seconds,
         "slices": slices,
