@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +172,23 @@ def delete_user(path: Path, name: str) -> None:
 # without the KDF. At most KDF_QUEUE requests wait for the KDF (one runs at a time): more are
 # answered 503 with Retry-After, so that a flood from many addresses never queues every
 # worker thread behind scrypt (valid users verified before skip the KDF altogether).
+# Requests carrying the very credentials being checked now (a browser's first load after the
+# login dialog sends the page's scripts, styles and API calls at once) wait for that check
+# instead of queueing their own, up to KDF_JOIN of them.
 FREE_GUESSES = 3
 LOCKOUT_MAX_S = 60.0
 KDF_QUEUE = 3
+KDF_JOIN = 16
 MAX_TRACKED = 4096  # addresses remembered; the one locked out longest ago makes room
+
+
+@dataclass
+class _Check:
+    """One password check in flight, which requests with the same credentials wait for."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    ok: bool = False
+    joined: int = 0
 
 
 @dataclass(frozen=True)
@@ -203,6 +216,7 @@ class Guard:
         self._verified: dict[str, bytes] = {}
         self._fails: dict[str, tuple[int, float]] = {}  # address -> (wrong guesses, locked until)
         self._kdf_busy = 0  # requests running or waiting for the KDF
+        self._checking: dict[bytes, _Check] = {}  # by _seen(): the checks in flight
         self.refresh(force=True)
         if self._problem:
             log.error("web users: %s: everything but /healthz refused", self._problem)
@@ -283,9 +297,20 @@ class Guard:
             until = self._fails.get(address, (0, 0.0))[1]
             if until > now:
                 return Refusal(429, until - now, "too many failed logins from this address")
-            if self._kdf_busy >= KDF_QUEUE:
+            check = self._checking.get(seen)
+            if check is not None:  # the same credentials are being checked: wait for that
+                if check.joined >= KDF_JOIN:
+                    return Refusal(503, 1.0, "busy checking passwords")
+                check.joined += 1
+            elif self._kdf_busy >= KDF_QUEUE:
                 return Refusal(503, 1.0, "busy checking passwords")
-            self._kdf_busy += 1
+            else:
+                self._kdf_busy += 1
+                self._checking[seen] = _Check()
+        if check is not None:
+            check.done.wait()  # set in the finally below, whatever happens to the check
+            return name if check.ok else None  # a wrong guess is counted once, by its check
+        ok, stored = False, None
         try:
             with self._kdf:  # one scrypt at a time: wrong guesses cost one core at most
                 stored = self._users.get(name)
@@ -293,13 +318,16 @@ class Guard:
         finally:
             with self._lock:
                 self._kdf_busy -= 1
-        with self._lock:
-            if ok and stored is not None:
-                self._verified[name] = seen
-                self._fails.pop(address, None)
-                return name
-            self._failed(address, self._fails.get(address, (0, 0.0))[0] + 1, time.monotonic())
-        return None
+                done = self._checking.pop(seen)
+                done.ok = ok and stored is not None
+                if done.ok:
+                    self._verified[name] = seen
+                    self._fails.pop(address, None)
+                else:
+                    fails = self._fails.get(address, (0, 0.0))[0] + 1
+                    self._failed(address, fails, time.monotonic())
+            done.done.set()
+        return name if done.ok else None
 
     def _failed(self, address: str, fails: int, now: float) -> None:
         """Count a wrong password from ``address``; past FREE_GUESSES, each further one locks

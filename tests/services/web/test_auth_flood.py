@@ -122,3 +122,39 @@ def test_a_flood_of_wrong_passwords_never_holds_up_healthz_or_a_known_user(
     assert not failures, failures[:10]
     assert len(answers) == 240 and set(answers) <= {401, 429, 503}, sorted(set(answers))
     assert answers.count(503) > 0  # the KDF's queue was full: told to retry, not queued
+
+
+def test_a_browsers_first_load_after_the_login_dialog_is_not_refused(
+    redis_plain: RedisServer, tmp_path: Path, vtest_path: Path, services: Callable[[Path], Services]
+) -> None:
+    """A browser that has just been given the password sends the page's scripts, styles and API
+    calls at once, all with credentials not yet verified: they wait for one check of them (one
+    KDF), instead of filling the KDF's queue and getting 503s (the page then broke: its camera
+    list was refused and it never started)."""
+    port, _svc = _web(tmp_path, redis_plain, vtest_path, services)
+    paths = ["/", "/static/app.js", "/static/shapes.js", "/static/reports.js", "/static/style.css"]
+    paths += ["/api/cameras", "/api/summary", "/api/counts", "/api/shapes?camera=0"] * 2
+
+    def burst(auth: str, source: str) -> list[tuple[str, int]]:
+        answers: list[tuple[str, int]] = []
+        start = threading.Barrier(len(paths))
+
+        def load(path: str) -> None:
+            start.wait()
+            answers.append((path, _get(port, path, auth, source)[0]))
+
+        threads = [threading.Thread(target=load, args=(p,)) for p in paths]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert len(answers) == len(paths)
+        return sorted(answers)
+
+    answers = burst(f"alice:{PASSWORD}", "127.0.0.77")
+    assert all(status == 200 for _p, status in answers), answers
+    # The same, all at once with a wrong password: every one told 401, none 503, and counted as
+    # one wrong guess (the address is not locked out by one mistyped dialog).
+    answers = burst("alice:mistyped", "127.0.0.78")
+    assert {status for _p, status in answers} == {401}, answers
+    assert _get(port, "/api/summary", f"alice:{PASSWORD}", "127.0.0.78")[0] == 200
