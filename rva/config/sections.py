@@ -160,7 +160,8 @@ class GearSection(Section):
     backend: str = Field(
         "auto",
         title="Inference backend: auto (onnxruntime where installed and able to run the model, "
-        "else opencv), opencv or onnxruntime",
+        "else opencv), opencv, onnxruntime or tensorrt (NVIDIA GPU, device = cuda; "
+        "experimental: written, not yet run on a GPU, never chosen by auto)",
     )
     device: Literal["cpu", "cuda"] = Field("cpu", title="Where the backend runs the model")
     score_threshold: float = Field(
