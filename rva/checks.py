@@ -56,7 +56,7 @@ def config(cfg: Config, root: Path | None = None) -> list[Finding]:
     return found + mqtt_files(cfg, root) + gear(cfg)
 
 
-EXPERIMENTAL = "written, not yet run on a GPU (docs/jetson.md, \"The detector on the GPU\")"
+EXPERIMENTAL = 'written, not yet run on a GPU (docs/jetson.md, "The detector on the GPU")'
 
 
 def gear(cfg: Config) -> list[Finding]:

@@ -119,7 +119,7 @@ def test_onnxruntime_provider_choice() -> None:
         TENSORRT,
         {"trt_fp16_enable": "True"},
     )
-    with pytest.raises(ModelError, match="no CUDA provider .install onnxruntime-gpu"):
+    with pytest.raises(ModelError, match=r"no CUDA provider \(install onnxruntime-gpu"):
         providers("cuda", [CPU], True, folder)
 
 
@@ -134,7 +134,7 @@ def test_tensorrt_is_refused_here_with_the_reason() -> None:
 
 
 def test_each_missing_part_of_the_gpu_runtime_is_named() -> None:
-    assert "requirements-gpu.txt" in (tensor_rt.runtime_problem(False, None, []) or "")
+    assert "scripts/gpu-requirements.txt" in (tensor_rt.runtime_problem(False, None, []) or "")
     assert "libcudart.so.12" in (tensor_rt.runtime_problem(True, None, []) or "")
     no_gpu = tensor_rt.runtime_problem(True, "libcudart.so.12", []) or ""
     assert "no NVIDIA GPU is visible" in no_gpu and "rva_gpu" in no_gpu
@@ -158,7 +158,7 @@ def test_tensorrt_wants_the_gpu_device(monkeypatch: pytest.MonkeyPatch) -> None:
     from rva.models.store import ModelBundle
 
     bundle = ModelBundle(manifest.load("yolov3-tiny"), {})
-    with pytest.raises(ModelError, match='GPU only: set gear.device = "cuda"'):
+    with pytest.raises(ModelError, match=r'GPU only: set gear\.device = "cuda"'):
         tensor_rt.TensorRTBackend(bundle, device="cpu")
     with pytest.raises(ModelError, match="cannot run on this host"):
         monkeypatch.setattr(tensor_rt, "runtime_problem", lambda *a: "no GPU (test)")
@@ -179,7 +179,7 @@ def test_config_check_says_the_gpu_paths_are_experimental(tmp_path: Path) -> Non
     ), out
     assert "auto never chooses it" in out and "OK (1 camera(s))" in out
     code, out = check('backend = "tensorrt"')
-    assert code == 2 and 'gear.device: backend tensorrt runs on an NVIDIA GPU only' in out, out
+    assert code == 2 and "gear.device: backend tensorrt runs on an NVIDIA GPU only" in out, out
     code, out = check('device = "cuda"')
     assert code == 0 and "gear.device: warning: cuda on ONNX Runtime" in out, out
     assert "experimental: written, not yet run on a GPU" in out

@@ -136,9 +136,15 @@ class OnnxRuntimeBackend(Backend):
     def _providers(device: str) -> list[Any]:
         if device != "cuda":
             return [CPU]
+        ort = _ort()
+        available = ort.get_available_providers()
+        # onnxruntime-gpu from PyPI finds CUDA and cuDNN in the nvidia-* wheels only when told
+        # to (1.21 and newer); JetPack's, on the system's library path, need nothing.
+        if CUDA in available and hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()
         return providers(
             device,
-            _ort().get_available_providers(),
+            available,
             importlib.util.find_spec("tensorrt") is not None,
             _engine_dir(),
         )

@@ -9,10 +9,10 @@ is scripts/gpu-check.sh. Runs on the GPU only: gear.device = "cuda".
 
 Device memory is handled through the CUDA runtime library (libcudart, loaded with ctypes: no
 second CUDA binding to install); on x86_64 it comes with the pinned wheels of
-requirements-gpu.txt, on a Jetson with JetPack. TensorRT's Python bindings come from the same
-wheels, or on a Jetson from JetPack's python3-libnvinfer (linked into the venv by rva_app when
-rva_gpu is set). The TensorRT calls are those of TensorRT 10 (build_serialized_network, named
-I/O tensors, execute_async_v3).
+scripts/gpu-requirements.txt, on a Jetson with JetPack. TensorRT's Python bindings come from
+the same wheels, or on a Jetson from JetPack's python3-libnvinfer (linked into the venv by
+rva_app when rva_gpu is set). The TensorRT calls are those of TensorRT 10
+(build_serialized_network, named I/O tensors, execute_async_v3).
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def runtime_problem(
     if not has_tensorrt:
         return (
             "TensorRT's Python bindings are not installed (x86_64: pip install -r "
-            "requirements-gpu.txt; Jetson: JetPack's python3-libnvinfer, rva_gpu in the Ansible "
-            "role links it into the venv)"
+            "scripts/gpu-requirements.txt; Jetson: JetPack's python3-libnvinfer, which rva_gpu "
+            "in the Ansible role links into the venv)"
         )
     if cudart is None:
         return "the CUDA runtime library (libcudart.so.12) is not installed"
@@ -183,7 +183,9 @@ class TensorRTBackend(Backend):
     ) -> None:
         super().__init__(bundle, device, threads, input_size)
         if device != "cuda":
-            raise ModelError('backend tensorrt runs on an NVIDIA GPU only: set gear.device = "cuda"')
+            raise ModelError(
+                'backend tensorrt runs on an NVIDIA GPU only: set gear.device = "cuda"'
+            )
         missing = self.runtime_missing()
         if missing:
             raise ModelError(f"backend tensorrt cannot run on this host: {missing}")
@@ -205,29 +207,33 @@ class TensorRTBackend(Backend):
         )
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        cache = cache or store.cache_dir()
-        plan = engines.load(cache, key)
-        self.engine = self.runtime.deserialize_cuda_engine(plan) if plan else None
-        if plan and self.engine is None:
-            log.warning("TensorRT could not load the cached engine: building it again")
-        if self.engine is None:
-            started = time.monotonic()
-            plan = self._build(trt, graph, width, height)
-            self.build_s = time.monotonic() - started
-            log.info(
-                "TensorRT %s: built the %s engine of %s at %dx%d on %s in %.1f s",
-                key.tensorrt, PRECISION, key.model, width, height, gpu, self.build_s,
-            )  # fmt: skip
-            engines.store(cache, key, plan)
-            self.engine = self.runtime.deserialize_cuda_engine(plan)
-            if self.engine is None:
-                raise ModelError(f"TensorRT could not load the engine it built for {key.model}")
-        else:
-            self.build_s = 0.0
-            log.info("TensorRT: loaded the cached engine %s", engines.path(cache, key).name)
+        self.build_s = 0.0  # seconds spent building the engine; 0: loaded from the cache
+        self.engine: Any = self._engine(trt, cache or store.cache_dir(), key, graph)
         self.context = self.engine.create_execution_context()
         self.stream = self.cuda.stream()
         self._bind(trt)
+
+    def _engine(self, trt: Any, cache: Path, key: engines.EngineKey, graph: bytes) -> Any:
+        """The cached engine for ``key``, else one built now (and cached)."""
+        plan = engines.load(cache, key)
+        if plan is not None:
+            engine = self.runtime.deserialize_cuda_engine(plan)
+            if engine is not None:
+                log.info("TensorRT: loaded the cached engine %s", engines.path(cache, key).name)
+                return engine
+            log.warning("TensorRT could not load the cached engine: building it again")
+        started = time.monotonic()
+        plan = self._build(trt, graph, key.width, key.height)
+        self.build_s = time.monotonic() - started
+        log.info(
+            "TensorRT %s: built the %s engine of %s at %dx%d on %s in %.1f s",
+            key.tensorrt, key.precision, key.model, key.width, key.height, key.gpu, self.build_s,
+        )  # fmt: skip
+        engines.store(cache, key, plan)
+        engine = self.runtime.deserialize_cuda_engine(plan)
+        if engine is None:
+            raise ModelError(f"TensorRT could not load the engine it built for {key.model}")
+        return engine
 
     def _build(self, trt: Any, graph: bytes, width: int, height: int) -> bytes:
         builder = trt.Builder(self.logger)
