@@ -137,7 +137,7 @@ def test_each_missing_part_of_the_gpu_runtime_is_named() -> None:
     assert "scripts/gpu-requirements.txt" in (tensor_rt.runtime_problem(False, None, []) or "")
     assert "libcudart.so.12" in (tensor_rt.runtime_problem(True, None, []) or "")
     no_gpu = tensor_rt.runtime_problem(True, "libcudart.so.12", []) or ""
-    assert "no NVIDIA GPU is visible" in no_gpu and "rva_gpu" in no_gpu
+    assert "no NVIDIA GPU is visible" in no_gpu and "rva_app_gpu" in no_gpu
     assert tensor_rt.runtime_problem(True, "libcudart.so.12", ["/dev/nvidia0"]) is None
 
 

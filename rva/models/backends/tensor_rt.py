@@ -11,7 +11,7 @@ Device memory is handled through the CUDA runtime library (libcudart, loaded wit
 second CUDA binding to install); on x86_64 it comes with the pinned wheels of
 scripts/gpu-requirements.txt, on a Jetson with JetPack. TensorRT's Python bindings come from
 the same wheels, or on a Jetson from JetPack's python3-libnvinfer (linked into the venv by
-rva_app when rva_gpu is set). The TensorRT calls are those of TensorRT 10
+rva_app when rva_app_gpu is set). The TensorRT calls are those of TensorRT 10
 (build_serialized_network, named I/O tensors, execute_async_v3).
 """
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 PRECISION = "fp16"
 # Where a GPU shows itself: a PC's driver (/dev/nvidia0) or a Jetson's integrated GPU (nvgpu,
 # L4T R36: rva/boards/jetson.toml, gpu-device-nodes). Neither visible: no GPU here, or
-# rva-gears' sandbox hides it (the rva_gpu variable of the Ansible role opens it).
+# rva-gears' sandbox hides it (rva_app_gpu in the Ansible role opens it).
 GPU_NODES = ("/dev/nvidia0", "/dev/nvgpu/igpu0/ctrl", "/dev/nvhost-ctrl-gpu")
 CUDART = ("libcudart.so.12", "libcudart.so")
 # Builder workspace: enough for YOLOv3-tiny's tactics at 1024 px; a Jetson Orin Nano has 8 GB.
@@ -77,7 +77,7 @@ def runtime_problem(
     if not has_tensorrt:
         return (
             "TensorRT's Python bindings are not installed (x86_64: pip install -r "
-            "scripts/gpu-requirements.txt; Jetson: JetPack's python3-libnvinfer, which rva_gpu "
+            "scripts/gpu-requirements.txt; Jetson: JetPack's python3-libnvinfer, which rva_app_gpu "
             "in the Ansible role links into the venv)"
         )
     if cudart is None:
@@ -85,7 +85,7 @@ def runtime_problem(
     if not nodes:
         return (
             f"no NVIDIA GPU is visible ({', '.join(GPU_NODES)} missing): no GPU here, or the "
-            "service's sandbox hides it (rva_gpu in the Ansible role)"
+            "service's sandbox hides it (rva_app_gpu in the Ansible role)"
         )
     return None
 
