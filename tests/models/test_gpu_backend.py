@@ -1,16 +1,21 @@
 """The GPU backends' parts that run without a GPU: the TensorRT engine cache (keys, atomic
 files, a corrupt or mismatched file rebuilt), ONNX Runtime's provider choice, the refusal when
 TensorRT or CUDA is absent (the real lookups, which fail on a machine without them), `auto`
-never choosing the experimental backend, and `rva config check` saying it is experimental.
+never choosing the experimental backend, `rva config check` saying it is experimental, and the
+tensorrt backend's own code on a stand-in for the GPU (its engine: ONNX Runtime on the CPU).
 The GPU itself is exercised by the cross-backend test in test_onnx_backend.py, which runs the
 GPU backends where they can run (scripts/gpu-check.sh) and says why it skips elsewhere."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import sys
+import types
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rva import const
@@ -201,3 +206,196 @@ def test_the_onnxruntime_engine_folder_is_under_the_model_cache(
     monkeypatch.setenv(const.ENV_MODEL_CACHE, str(tmp_path / "file"))
     (tmp_path / "file").write_text("")
     assert onnx_runtime._engine_dir() is None
+
+
+# -- the tensorrt backend's plumbing, on a stand-in for the GPU ---------------------------------
+# No GPU here: a stand-in for the tensorrt module and the CUDA runtime, behind the calls the
+# backend makes (TensorRT 10's names), whose "engine" is the plan's ONNX graph run by ONNX
+# Runtime on the CPU and whose "device memory" is host memory. What it checks is the backend's
+# own code: the engine built once and loaded from the cache after a restart, a damaged cache
+# rebuilt, the tensors bound by name in the graph's order and copied in and out whole.
+class _FakeCuda:
+    def __init__(self, library: str) -> None:
+        self.blocks: list[ctypes.Array[ctypes.c_char]] = []
+
+    def device(self) -> tuple[str, tuple[int, int]]:
+        return "Stand-in GPU", (8, 7)
+
+    def malloc(self, size: int) -> int:
+        self.blocks.append(ctypes.create_string_buffer(size))
+        return ctypes.addressof(self.blocks[-1])
+
+    def free(self, ptr: int) -> None:
+        pass
+
+    def stream(self) -> int:
+        return 1
+
+    def copy(self, dst: int, src: int, size: int, kind: int, stream: int) -> None:
+        ctypes.memmove(dst, src, size)
+
+    def sync(self, stream: int) -> None:
+        pass
+
+
+def _fake_tensorrt(builds: list[bytes]) -> types.ModuleType:
+    import onnxruntime
+
+    trt = types.ModuleType("tensorrt")
+    magic = b"STAND-IN PLAN\n"
+
+    class Session:
+        def __init__(self, graph: bytes) -> None:
+            self.session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
+            self.inputs = self.session.get_inputs()
+            self.outputs = self.session.get_outputs()
+
+    class Network:
+        graph = b""
+
+        @property
+        def num_inputs(self) -> int:
+            return len(Session(self.graph).inputs)
+
+        def get_input(self, i: int) -> object:
+            spec = Session(self.graph).inputs[i]
+            return types.SimpleNamespace(name=spec.name, shape=tuple(spec.shape))
+
+    class Parser:
+        num_errors = 0
+
+        def __init__(self, network: Network, logger: object) -> None:
+            self.network = network
+
+        def parse(self, graph: bytes) -> bool:
+            self.network.graph = graph
+            return True
+
+    class Builder:
+        platform_has_fast_fp16 = True
+
+        def __init__(self, logger: object) -> None:
+            pass
+
+        def create_network(self, flags: int) -> Network:
+            return Network()
+
+        def create_builder_config(self) -> object:
+            return types.SimpleNamespace(
+                set_memory_pool_limit=lambda *a: None, set_flag=lambda *a: None
+            )
+
+        def build_serialized_network(self, network: Network, config: object) -> bytes:
+            builds.append(network.graph)
+            return magic + network.graph
+
+    class Context:
+        def __init__(self, engine: Engine) -> None:
+            self.engine, self.addresses = engine, {}
+
+        def set_tensor_address(self, name: str, ptr: int) -> None:
+            self.addresses[name] = ptr
+
+        def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+            return self.engine.get_tensor_shape(name)
+
+        def execute_async_v3(self, stream: int) -> bool:
+            feed = {}
+            for spec in self.engine.session.inputs:
+                size = int(np.prod(spec.shape)) * 4
+                raw = ctypes.string_at(self.addresses[spec.name], size)
+                feed[spec.name] = np.frombuffer(raw, np.float32).reshape(spec.shape)
+            names = [o.name for o in self.engine.session.outputs]
+            for name, out in zip(names, self.engine.session.session.run(names, feed), strict=True):
+                out = np.ascontiguousarray(out, dtype=np.float32)
+                ctypes.memmove(self.addresses[name], out.ctypes.data, out.nbytes)
+            return True
+
+    class Engine:
+        def __init__(self, graph: bytes) -> None:
+            self.session = Session(graph)
+            self.io = [(t, True) for t in self.session.inputs]
+            self.io += [(t, False) for t in self.session.outputs]
+
+        num_io_tensors = property(lambda self: len(self.io))
+
+        def get_tensor_name(self, i: int) -> str:
+            return str(self.io[i][0].name)
+
+        def _spec(self, name: str) -> tuple[object, bool]:
+            return next((t, is_in) for t, is_in in self.io if t.name == name)
+
+        def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+            return tuple(self._spec(name)[0].shape)  # type: ignore[attr-defined]
+
+        def get_tensor_dtype(self, name: str) -> type:
+            return np.float32
+
+        def get_tensor_mode(self, name: str) -> str:
+            return "in" if self._spec(name)[1] else "out"
+
+        def create_execution_context(self) -> Context:
+            return Context(self)
+
+    class Runtime:
+        def __init__(self, logger: object) -> None:
+            pass
+
+        def deserialize_cuda_engine(self, plan: bytes) -> Engine | None:
+            return Engine(plan[len(magic) :]) if plan.startswith(magic) else None
+
+    trt.__version__ = "10.3.0 (stand-in)"  # type: ignore[attr-defined]
+    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, severity: None})  # type: ignore[attr-defined]
+    trt.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")  # type: ignore[attr-defined]
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")  # type: ignore[attr-defined]
+    trt.BuilderFlag = types.SimpleNamespace(FP16="fp16")  # type: ignore[attr-defined]
+    trt.nptype = np.dtype  # type: ignore[attr-defined]
+    trt.Builder, trt.OnnxParser, trt.Runtime = Builder, Parser, Runtime  # type: ignore[attr-defined]
+    return trt
+
+
+def test_the_tensorrt_backend_builds_once_loads_from_the_cache_and_rebuilds_a_bad_one(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    model_cache: Path,
+    sample_frames: dict[int, np.ndarray],
+) -> None:
+    from rva.models import manifest, store
+    from rva.models.detector import Detector
+
+    pytest.importorskip("onnxruntime")
+    builds: list[bytes] = []
+    monkeypatch.setitem(sys.modules, "tensorrt", _fake_tensorrt(builds))
+    monkeypatch.setattr(tensor_rt, "Cuda", _FakeCuda)
+    monkeypatch.setattr(tensor_rt.TensorRTBackend, "runtime_missing", classmethod(lambda c: None))
+    monkeypatch.setenv(const.ENV_MODEL_CACHE, str(tmp_path))
+    bundle = store.from_cache(manifest.load("yolov3-tiny"), model_cache)
+    caplog.set_level(logging.INFO, logger="rva.models")
+
+    first = Detector(bundle, backend="tensorrt", device="cuda")
+    assert len(builds) == 1 and first.backend.build_s > 0  # type: ignore[attr-defined]
+    (plan,) = (tmp_path / "engines").glob("yolov3-tiny-512x512-fp16-*.plan")
+    assert "built the fp16 engine of yolov3-tiny at 512x512 on Stand-in GPU" in caplog.text
+    # The same rows as the onnxruntime backend: bound by name, copied in and out whole.
+    cpu = Detector(bundle, backend="onnxruntime")
+    blob, _ = cpu.preprocess(sample_frames[200])
+    for a, b in zip(cpu.backend.forward(blob), first.backend.forward(blob), strict=True):
+        assert a.shape == b.shape and np.array_equal(a, b)
+    assert first.detect(sample_frames[200]).people == cpu.detect(sample_frames[200]).people
+
+    restarted = Detector(bundle, backend="tensorrt", device="cuda")
+    assert len(builds) == 1 and restarted.backend.build_s == 0.0  # type: ignore[attr-defined]
+    assert f"loaded the cached engine {plan.name}" in caplog.text
+
+    # An engine TensorRT cannot load (a whole file, its header right): built again, logged.
+    data = plan.read_bytes()
+    body = data.index(b"\n", len(engines.MAGIC)) + 1
+    plan.write_bytes(data[:body] + b"X" * (len(data) - body))
+    Detector(bundle, backend="tensorrt", device="cuda")
+    assert len(builds) == 2
+    assert "could not load the cached engine: building it again" in caplog.text
+    # Another input size is another engine, beside the first.
+    Detector(bundle, backend="tensorrt", device="cuda", input_size=416)
+    assert len(builds) == 3 and builds[2] != builds[0]
+    assert len(list((tmp_path / "engines").glob("yolov3-tiny-416x416-fp16-*.plan"))) == 1
