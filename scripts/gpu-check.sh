@@ -64,8 +64,9 @@ fi
 py=$venv/bin/python
 echo "== installing RVA's dependencies and the GPU wheels into $venv"
 "$py" -m pip install "${pip_args[@]}" "${root}[dev]"
-# onnxruntime and onnxruntime-gpu are the same module: the CPU one goes first.
-"$py" -m pip uninstall --quiet --yes onnxruntime
+# onnxruntime and onnxruntime-gpu are the same module (the same files): the CPU one, a
+# dependency of RVA, goes, and the GPU one is installed afresh (on a second run too).
+"$py" -m pip uninstall --quiet --yes onnxruntime onnxruntime-gpu
 "$py" -m pip install "${pip_args[@]}" -r "$here/gpu-requirements.txt"
 # The checkout's code, not the copy pip installed (as `make` runs it).
 export PYTHONPATH=$root RVA_CACHE=$cache RVA_MODEL_CACHE=$cache/models RVA_GPU_REQUIRED=1
