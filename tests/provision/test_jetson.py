@@ -223,7 +223,7 @@ def test_applied_to_a_jetson_root_the_roles_do_what_the_facts_say(jetson_root: P
     assert gpu["DeviceAllow"] == nodes["device_allow"]
     assert gpu["PrivateDevices"] == ["no"] and gpu["DevicePolicy"] == ["closed"]
     assert gpu["SupplementaryGroups"] == nodes["groups"]
-    assert gpu["ReadWritePaths"] == ["/var/lib/rva/models/engines"]
+    assert gpu["ReadWritePaths"] == ["-/var/lib/rva/models/engines"]
     assert (root / "var/lib/rva/models/engines").is_dir()
     venv_site = next((root / "opt/rva/venv/lib").glob("python3*/site-packages"))
     assert os.readlink(venv_site / "tensorrt") == checked("gpu_venv_link")[0].fields["venv_link"]
