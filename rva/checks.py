@@ -7,7 +7,7 @@ PyGObject, GStreamer or one of its elements missing); a warning is one that may 
 /dev/videoN not plugged in yet). Nothing here opens a camera or a network stream (a GStreamer
 pipeline is built, not started); ``auto`` is not probed (that would start libcamera, even in an
 image build's chroot): capture and `rva status` say what it found. The files [mqtt] names are
-checked too.
+checked too, and [gear] for the GPU paths that are written but not yet run on a GPU.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from rva import const
 from rva.config import CameraSection, Config
 from rva.redact import secrets
 
@@ -52,7 +53,7 @@ def config(cfg: Config, root: Path | None = None) -> list[Finding]:
             f.key == key and f.level == "error" for f in found
         ):
             found += geometry(camera_id, camera, root)
-    return found + int8_file(cfg, root) + mqtt_files(cfg, root)
+    return found + int8_file(cfg, root) + mqtt_files(cfg, root) + gear(cfg)
 
 
 def int8_file(cfg: Config, root: Path | None = None) -> list[Finding]:
@@ -76,6 +77,33 @@ def int8_file(cfg: Config, root: Path | None = None) -> list[Finding]:
     except manifest.ModelError as exc:
         level = "error" if int8.path(cache, gear.model).is_file() else "warning"
         return [Finding(level, "gear.precision", "int8: " + str(exc).removeprefix(int8.KEY + ": "))]
+    return []
+
+
+EXPERIMENTAL = 'written, not yet run on a GPU (docs/jetson.md, "The detector on the GPU")'
+
+
+def gear(cfg: Config) -> list[Finding]:
+    """The GPU paths: experimental until they have run the real model on a real GPU in a test,
+    said plainly (a warning: they may well work). Whether the runtime is installed is the gear
+    host's business (a LAN worker may have it), said when the gear loads the model."""
+    section = cfg.gear
+    if section.backend in const.EXPERIMENTAL_BACKENDS:
+        if section.device != "cuda":
+            return _error(
+                "gear.device",
+                f'backend {section.backend} runs on an NVIDIA GPU only: set device = "cuda"',
+            )
+        return _warning(
+            "gear.backend",
+            f"{section.backend} is experimental: {EXPERIMENTAL}; auto never chooses it",
+        )
+    if section.device == "cuda" and section.backend in ("auto", "onnxruntime"):
+        return _warning(
+            "gear.device",
+            "cuda on ONNX Runtime (its CUDA and TensorRT providers, onnxruntime-gpu) is "
+            f"experimental: {EXPERIMENTAL}",
+        )
     return []
 
 

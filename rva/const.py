@@ -21,4 +21,7 @@ DEFAULT_GEAR = "people_counter"
 # their registries made an import circle). Adding a gear or a backend adds its name here;
 # tests/test_layout.py fails when a registry and these lists disagree.
 GEAR_TYPES = ("people_counter",)
-BACKENDS = ("onnxruntime", "opencv")
+BACKENDS = ("onnxruntime", "opencv", "tensorrt")
+# Written but not yet run on the hardware they are for: `auto` never chooses them and
+# `rva config check` warns when gear.backend names one (rva.checks.gear).
+EXPERIMENTAL_BACKENDS = ("tensorrt",)

@@ -37,7 +37,7 @@ def test_shipped_default_config_is_valid() -> None:
         (
             '[gear]\nbackend = "onnx"',
             "/etc/rva/rva.toml: gear.backend: unknown backend"
-            " 'onnx' (known: auto, onnxruntime, opencv)",
+            " 'onnx' (known: auto, onnxruntime, opencv, tensorrt)",
         ),
         (
             '[gear]\nmodel = "nonexistent-model"',
@@ -108,10 +108,14 @@ def test_rva_config_env_points_at_the_file(tmp_path: Path) -> None:
 
 
 def test_command_line_model_and_backend_are_checked_like_the_file() -> None:
-    res = rva("count", "x.mp4", "--backend", "tensorrt")
+    res = rva("count", "x.mp4", "--backend", "openvino")
     assert res.returncode != 0
     assert "command line: --backend: unknown backend" in res.stderr
     assert "Traceback" not in res.stderr
+    # A known backend whose runtime is not here: said where the detector loads, no traceback.
+    res = rva("count", "x.mp4", "--backend", "tensorrt")
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "backend tensorrt cannot run on this host: TensorRT's Python bindings" in res.stderr
 
 
 @pytest.mark.parametrize(

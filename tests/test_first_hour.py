@@ -345,7 +345,7 @@ def test_config_check_passes_a_good_file_quietly(tmp_path: Path) -> None:
             "gear.model: unknown model 'nonexistent-model'"
             " (known: nanodet, ssdlite-person, yolov3-tiny)",
         ),
-        ('[gear]\nbackend = "tensorrt"\n', "gear.backend: unknown backend"),
+        ('[gear]\nbackend = "openvino"\n', "gear.backend: unknown backend"),
     ],
 )
 def test_config_check_refuses_unknown_model_and_backend(

@@ -161,7 +161,8 @@ class GearSection(Section):
     backend: str = Field(
         "auto",
         title="Inference backend: auto (onnxruntime where installed and able to run the model, "
-        "else opencv), opencv or onnxruntime",
+        "else opencv), opencv, onnxruntime or tensorrt (NVIDIA GPU, device = cuda; "
+        "experimental: written, not yet run on a GPU, never chosen by auto)",
     )
     device: Literal["cpu", "cuda"] = Field("cpu", title="Where the backend runs the model")
     precision: Literal["float", "int8"] = Field(
@@ -230,10 +231,11 @@ class GearSection(Section):
     @field_validator("precision")
     @classmethod
     def _int8_on_onnxruntime(cls, value: str, info: ValidationInfo) -> str:
-        if value == "int8" and info.data.get("backend") == "opencv":
+        backend = info.data.get("backend")
+        if value == "int8" and backend not in (None, "auto", "onnxruntime"):
             raise ValueError(
-                "int8 runs on the onnxruntime backend only (backend is opencv: set it to auto "
-                "or onnxruntime, or precision to float)"
+                f"int8 runs on the onnxruntime backend only (backend is {backend}: set it to "
+                "auto or onnxruntime, or precision to float)"
             )
         return value
 

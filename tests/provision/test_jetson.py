@@ -54,6 +54,7 @@ def drop_in(text: str) -> dict[str, list[str]]:
 def test_every_fact_has_its_source_and_known_checks() -> None:
     kinds = {"l4t_release", "service", "packages", "private_tmp", "device_allow"}
     kinds |= {"capture_group", "venv_link", "pipeline"}
+    kinds |= {"gpu_device_allow", "gpu_packages", "gpu_venv_link"}
     for fact in FACTS:
         assert re.fullmatch(r"[0-9a-f]{40}", fact.commit) and fact.repo and fact.path, fact.id
         assert fact.quote.strip() and set(fact.kinds) <= kinds, fact.id
@@ -112,6 +113,44 @@ def test_the_venv_link_is_the_facts_and_the_csi_pipeline_uses_its_elements() -> 
             assert part.replace(" ", "") in pipeline, part
 
 
+APP = REPO / "ansible/roles/rva_app"
+
+
+def test_the_gears_gpu_drop_in_opens_exactly_the_nodes_the_facts_name() -> None:
+    """rva_app's lists per GPU are the facts' lists, and its template writes them all; the
+    rva-gears unit it amends keeps its sandbox otherwise."""
+    role_vars = yaml.safe_load((APP / "vars/main.yml").read_text())
+    gpus = checked("gpu_device_allow")
+    assert {f.fields["gpu"] for f in gpus} == set(role_vars["rva_app_gpu_device_allow"])
+    for fact in gpus:
+        kind = fact.fields["gpu"]
+        assert role_vars["rva_app_gpu_device_allow"][kind] == fact.fields["device_allow"], kind
+        assert role_vars["rva_app_gpu_groups"][kind] == fact.fields["groups"], kind
+        # Device nodes only; never a whole class such as char-* of another driver.
+        assert all(re.fullmatch(r"/dev/[\w/.-]+ rw", n) for n in fact.fields["device_allow"])
+    jetson = boards.by_id(FACTS)["gpu-device-nodes"].fields["device_allow"]
+    assert not [n for n in jetson if re.search(r"dbg|prof|nvdla|pva|nvsciipc|fb|dri", n)]
+    template = (APP / "templates/gpu.conf.j2").read_text()
+    assert "PrivateDevices=no" in template and "DevicePolicy=closed" in template
+    assert "DeviceAllow={{ node }}" in template
+    unit = drop_in((REPO / "rootfs/usr/lib/systemd/system/rva-gears.service").read_text())
+    assert unit["PrivateDevices"] == ["yes"] and unit["DevicePolicy"] == ["closed"]
+
+
+def test_the_gpu_tasks_install_and_link_what_the_facts_say() -> None:
+    defaults = (APP / "defaults/main.yml").read_text()
+    role_vars = yaml.safe_load((APP / "vars/main.yml").read_text())
+    for fact in checked("gpu_packages"):
+        for package in fact.fields["packages"]:
+            assert f"['{package}'] if rva_app_gpu == 'jetson'" in defaults, fact.id
+    (link,) = checked("gpu_venv_link")
+    assert role_vars["rva_app_gpu_tensorrt_python"] == link.fields["venv_link"]
+    assert yaml.safe_load(defaults)["rva_app_gpu"] == "none"
+    # The Jetson wheel of onnxruntime-gpu is the user's to name: nothing by default.
+    assert yaml.safe_load(defaults)["rva_app_gpu_onnxruntime_url"] == ""
+    assert "jetson-ai-lab.io" in boards.by_id(FACTS)["onnxruntime-gpu-index"].quote
+
+
 # -- applied into a root ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def jetson_root(base_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:  # noqa: F811
@@ -134,6 +173,10 @@ def jetson_root(base_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     (root / "usr/lib/systemd/system/nvargus-daemon.service").write_text(
         "[Unit]\nDescription=NVIDIA Argus daemon\n\n" + unit + "\n"
     )
+    # JetPack's TensorRT bindings (python3-libnvinfer comes from NVIDIA's repository) and the
+    # rva user that rva_app's install makes.
+    (root / "usr/lib/python3.10/dist-packages/tensorrt").mkdir(parents=True)
+    _chroot(root, "useradd", "--system", "--no-create-home", "rva")
     (workdir / "inventory.ini").write_text(
         "[rva]\n"
         f"rva-jetson ansible_host={root} ansible_connection=community.general.chroot"
@@ -175,8 +218,25 @@ def test_applied_to_a_jetson_root_the_roles_do_what_the_facts_say(jetson_root: P
     )
     seen = _chroot(root, "/opt/rva/venv/bin/python", "-c", probe, check=False)
     assert seen.stdout.split() == ["True", "False"], seen.stderr  # gi alone, not the OS's rest
+    gpu = drop_in((root / "etc/systemd/system/rva-gears.service.d/gpu.conf").read_text())
+    nodes = boards.by_id(FACTS)["gpu-device-nodes"].fields
+    assert gpu["DeviceAllow"] == nodes["device_allow"]
+    assert gpu["PrivateDevices"] == ["no"] and gpu["DevicePolicy"] == ["closed"]
+    assert gpu["SupplementaryGroups"] == nodes["groups"]
+    assert gpu["ReadWritePaths"] == ["-/var/lib/rva/models/engines"]
+    assert (root / "var/lib/rva/models/engines").is_dir()
+    venv_site = next((root / "opt/rva/venv/lib").glob("python3*/site-packages"))
+    assert os.readlink(venv_site / "tensorrt") == checked("gpu_venv_link")[0].fields["venv_link"]
     again = _apply(root)
     assert again.returncode == 0 and re.search(r"\bchanged=0\b", again.stdout), again.stdout[-3000:]
+    pc = _apply(root, rva_app_gpu="pc")
+    assert pc.returncode == 0, pc.stdout[-3000:]
+    gpu = drop_in((root / "etc/systemd/system/rva-gears.service.d/gpu.conf").read_text())
+    pc_nodes = boards.by_id(FACTS)["pc-gpu-device-nodes"].fields
+    assert gpu["DeviceAllow"] == pc_nodes["device_allow"] and "SupplementaryGroups" not in gpu
+    none = _apply(root, rva_app_gpu="none")
+    assert none.returncode == 0, none.stdout[-3000:]
+    assert not (root / "etc/systemd/system/rva-gears.service.d/gpu.conf").exists()
     (root / "etc/nv_tegra_release").write_text(R36.replace("R36", "R35"))
     refused = _apply(root)
     assert refused.returncode != 0

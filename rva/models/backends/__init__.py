@@ -20,6 +20,8 @@ BACKENDS = discover(__name__, __path__, Backend, _unavailable)  # type: ignore[t
 
 # Fastest first, as measured on the default model (docs/models.md, "Backends"): ONNX Runtime runs
 # YOLOv3-tiny in about half the time OpenCV DNN needs on x86_64, with the same boxes.
+# TensorRT (tensor_rt.py) is left out until it has run the real model on a real GPU in a test:
+# auto must not pick a backend nobody has seen work (const.EXPERIMENTAL_BACKENDS).
 PREFERENCE = ("onnxruntime", "opencv")
 
 
