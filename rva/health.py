@@ -80,6 +80,10 @@ class Snapshot:
     mqtt: dict[str, str] = field(default_factory=dict)  # rva:mqtt, when rva mqtt runs
     problems: list[str] = field(default_factory=list)
     error: str | None = None
+    redis_time: float | None = None  # Redis's clock (TIME) at this read, in unix seconds
+    # INFO persistence's rdb_last_bgsave_status, aof_enabled, aof_last_write_status (empty
+    # when INFO is not allowed to this user)
+    persistence: dict[str, str] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -210,8 +214,14 @@ def recent_errors(client: redis.Redis, now: float) -> dict[str, list[str]]:
     return found
 
 
-def redis_problems(client: redis.Redis, now: float) -> list[str]:
-    """What Redis itself says is wrong: writes refused, snapshots that fail, memory full."""
+PERSISTENCE_FIELDS = ("rdb_last_bgsave_status", "aof_enabled", "aof_last_write_status")
+
+
+def redis_problems(
+    client: redis.Redis, now: float, persistence_seen: dict[str, str] | None = None
+) -> list[str]:
+    """What Redis itself says is wrong: writes refused, snapshots that fail, memory full.
+    PERSISTENCE_FIELDS of INFO persistence are copied into persistence_seen, when given."""
     problems = []
     try:
         client.ping()
@@ -221,6 +231,8 @@ def redis_problems(client: redis.Redis, now: float) -> list[str]:
         persistence, memory = client.info("persistence"), client.info("memory")
     except redis.ResponseError:  # INFO not allowed to this user (an ACL without +info)
         return problems
+    if persistence_seen is not None:
+        persistence_seen |= {k: str(persistence[k]) for k in PERSISTENCE_FIELDS if k in persistence}
     if persistence.get("rdb_last_bgsave_status") == "err":
         try:  # when Redis started, on its own clock (the one rdb_last_save_time is on)
             uptime = float(client.info("server")["uptime_in_seconds"])
@@ -260,6 +272,7 @@ def snapshot(client: redis.Redis, cameras: list[str], group: str) -> Snapshot:
     try:
         now_ms = server_ms(client)
         snap = Snapshot(redis=True, timeseries=timeseries_available(client))
+        snap.redis_time = now_ms / 1000
         for camera in cameras:
             snap.cameras[camera] = _camera(client, camera, group, now_ms)
         now = time.time()
@@ -282,7 +295,7 @@ def snapshot(client: redis.Redis, cameras: list[str], group: str) -> Snapshot:
         snap.mqtt = _decode(client.hgetall(keys.MQTT))
         if problem := mqtt_problem(snap.mqtt, now):
             snap.problems.append(problem)
-        snap.problems += redis_problems(client, now)
+        snap.problems += redis_problems(client, now, snap.persistence)
         return snap
     except TRANSIENT as exc:
         return Snapshot(redis=False, error=str(exc), problems=[f"Redis unreachable: {exc}"])

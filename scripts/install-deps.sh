@@ -36,6 +36,7 @@ provision dosfstools boot partitions
 provision mtools boot partitions
 provision fdisk partition tables
 provision e2fsprogs root partitions
+provision prometheus-alertmanager the Alertmanager of ansible/fleet.yml, receiving the alerts of its test
 image mmdebstrap Debian root filesystems
 image arch-test mmdebstrap foreign-architecture checks
 image qemu-user-static arm64 root filesystems built on amd64

@@ -71,6 +71,7 @@ class RvaCollector(Collector):
         ts = GaugeMetricFamily("rva_timeseries_enabled", "1 when RedisTimeSeries is available")
         ts.add_metric([], 1.0 if snap.timeseries else 0.0)
         yield ts
+        yield from self.redis_state(snap)
         people = GaugeMetricFamily(
             "rva_people", "People in the newest processed frame", labels=["camera"]
         )
@@ -137,6 +138,33 @@ class RvaCollector(Collector):
                 for kind, n in sorted(kinds.items()):
                     rejected.add_metric([cam, kind], n)
             yield rejected
+
+    @staticmethod
+    def redis_state(snap: Snapshot) -> Iterator[Metric]:
+        """Redis's clock (against the scrape's time: clock skew) and whether it can persist."""
+        if snap.redis_time is not None:
+            clock = GaugeMetricFamily(
+                "rva_redis_time_seconds",
+                "Redis's clock (TIME) at the scrape, unix seconds: what frames are stamped with",
+            )
+            clock.add_metric([], snap.redis_time)
+            yield clock
+        saved = snap.persistence.get("rdb_last_bgsave_status")
+        if saved:
+            rdb = GaugeMetricFamily(
+                "rva_redis_rdb_last_bgsave_ok",
+                "1 when Redis's last snapshot (RDB) was saved, 0 when it failed",
+            )
+            rdb.add_metric([], 1.0 if saved == "ok" else 0.0)
+            yield rdb
+        written = snap.persistence.get("aof_last_write_status")
+        if snap.persistence.get("aof_enabled") == "1" and written:
+            aof = GaugeMetricFamily(
+                "rva_redis_aof_last_write_ok",
+                "1 when Redis's last append-only file write succeeded, 0 when it failed",
+            )
+            aof.add_metric([], 1.0 if written == "ok" else 0.0)
+            yield aof
 
     @staticmethod
     def counting(

@@ -154,3 +154,33 @@ def test_error_kinds_are_all_the_kinds_the_code_counts() -> None:
     assert len(found) >= 10, found
     assert found == set(ERROR_KINDS), (found - set(ERROR_KINDS), set(ERROR_KINDS) - found)
     assert len(ERROR_KINDS) == len(set(ERROR_KINDS))
+
+
+def test_redis_clock_and_snapshot_failures_are_exported(
+    redis_ts: RedisServer, tmp_path: Path, vtest_path: Path, services: Callable[[Path], Services]
+) -> None:
+    """rva_redis_time_seconds against the scrape's own time is the fleet's clock-skew alert;
+    rva_redis_rdb_last_bgsave_ok its "Redis persistence failing" one (a snapshot that really
+    fails: its directory is gone)."""
+    svc = services(write_config(tmp_path / "rva.toml", redis_ts.url, vtest_path))
+    port = free_port()
+    svc.start("web", "--port", str(port))
+    wait_for(lambda: http_get(port, "/healthz")[0] == 200, 60, what="rva web up")
+
+    before = time.time()
+    families = scrape(port)
+    (clock,) = values(families, "rva_redis_time_seconds").values()
+    assert before - 1 <= clock <= time.time() + 1
+    assert values(families, "rva_redis_rdb_last_bgsave_ok") == {(): 1.0}
+    assert "rva_redis_aof_last_write_ok" not in families  # AOF off, as on the devices
+
+    # Redis's working directory removed: its next snapshot cannot be written.
+    for path in redis_ts.datadir.iterdir():
+        path.unlink()
+    redis_ts.datadir.rmdir()
+    redis_ts.client().bgsave()
+    wait_for(
+        lambda: values(scrape(port), "rva_redis_rdb_last_bgsave_ok") == {(): 0.0},
+        30,
+        what="rva_redis_rdb_last_bgsave_ok 0",
+    )
