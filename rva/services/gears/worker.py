@@ -26,10 +26,7 @@ import redis
 
 from rva import keys, schema, shapes
 from rva.config import Config
-from rva.connection import (
-    TRANSIENT,
-    timeseries_available,
-)
+from rva.connection import TRANSIENT, timeseries_available
 from rva.gears import GEAR_TYPES, Entry, Gear, GearError, Registration, Result
 from rva.models import store
 from rva.models.store import ModelBundle
@@ -134,14 +131,8 @@ class Worker:
                     log.error("gear %s: unknown type %s; skipped", reg.id, reg.type)
                     continue
                 g = reg.settings
-                log.info(
-                    "gear %s: model %s on %s/%s, %s",
-                    reg.id,
-                    g.model,
-                    g.backend,
-                    g.device,
-                    g.precision,
-                )
+                what = f"{g.model} on {g.backend}/{g.device}, {g.precision}"
+                log.info("gear %s: model %s", reg.id, what)
                 self.gears[reg.stream] = GearState(reg, gear_cls(reg, self.load_model))
         for stream in set(self.gears) - {r.stream for r in regs}:
             log.info("gear on %s unregistered; stopping it", stream)
@@ -168,19 +159,12 @@ class Worker:
                 schema.ensure_timeseries(self.client, reg.camera, self.cfg)
 
     def follow_classes(self) -> None:
-        """Each gear detects the classes its camera's lines and zones count (once per change of
-        the live set or of the gears, not every round)."""
-        live = self.shapes.config()
-        states = list(self.gears.values())
-        done = self._classes_for
-        if (
-            done is not None
-            and done[0] == self.shapes.seen
-            and len(done[1]) == len(states)
-            and all(a is b for a, b in zip(done[1], states, strict=True))
-        ):
+        """Each gear detects the classes its camera's lines and zones count (again only when
+        the live set or the gear states change; the list holds them, so no id is reused)."""
+        live, states = self.shapes.config(), list(self.gears.values())
+        if self._classes_for == (self.shapes.seen, states):
             return
-        self._classes_for = (self.shapes.seen, states)  # holds the states: no id is reused
+        self._classes_for = (self.shapes.seen, states)
         for state in self.gears.values():
             section = live.cameras.get(state.registration.camera)
             if section is not None:
