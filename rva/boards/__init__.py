@@ -30,6 +30,9 @@ PI_MODELS = {
     "Raspberry Pi 400": "rpi4",
     "Raspberry Pi Compute Module 4": "rpi4",
 }
+# What an NVIDIA Jetson's device tree calls it ("NVIDIA Jetson Orin Nano Developer Kit"); its
+# JetPack release is read from /etc/nv_tegra_release (jetson.toml, l4t-release-file).
+JETSON_MODEL = "NVIDIA Jetson"
 # Where the kernel, firmware and camera stack come from (image-build --pi-source): Raspberry Pi's
 # archive (what Raspberry Pi OS runs) or Debian's packages alone.
 VARIANTS = ("raspberrypi", "debian")
@@ -85,8 +88,10 @@ def by_id(facts: list[Fact]) -> dict[str, Fact]:
 
 
 def board_of(model: str) -> str | None:
-    """rpi4, rpi5 or None, from the device tree's model string."""
+    """rpi4, rpi5, jetson or None, from the device tree's model string."""
     model = model.strip("\0\n ")
+    if model.startswith(JETSON_MODEL):
+        return "jetson"
     for prefix, board in sorted(PI_MODELS.items(), key=lambda kv: -len(kv[0])):
         if model.startswith(prefix):
             return board
@@ -122,3 +127,32 @@ def rules_text(root: Path) -> str:
         if base.is_dir():
             parts += [p.read_text(errors="replace") for p in sorted(base.glob("*.rules"))]
     return "\n".join(parts)
+
+
+UNIT_DIRS = ("etc/systemd/system", "usr/lib/systemd/system", "lib/systemd/system")
+
+
+def unit_file(root: Path, unit: str) -> Path | None:
+    """Where a system has ``unit`` (the administrator's copy first, as systemd reads them)."""
+    return next((root / d / unit for d in UNIT_DIRS if (root / d / unit).is_file()), None)
+
+
+def unit_settings(text: str) -> dict[str, list[str]]:
+    """Every ``Key=value`` of a unit file or drop-in, by key, in order (sections ignored)."""
+    settings: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith(("#", ";", "{")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def drop_ins(root: Path, unit: str) -> list[Path]:
+    """The drop-ins of ``unit`` (``unit.d/*.conf``) a system has, in the order systemd reads
+    them: by file name, /etc's hiding /usr/lib's of the same name."""
+    found: dict[str, Path] = {}
+    for folder in reversed(UNIT_DIRS):
+        base = root / folder / f"{unit}.d"
+        if base.is_dir():
+            found |= {p.name: p for p in base.glob("*.conf")}
+    return [found[name] for name in sorted(found)]

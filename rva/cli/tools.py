@@ -15,7 +15,7 @@ def add_parsers(add: Add, sub: argparse._SubParsersAction, common: argparse.Argu
     p = add("status", "one-screen health summary; exit 1 when unhealthy")
     p.add_argument("--json", action="store_true")
 
-    p = add("doctor", "check this device against what its board needs (Raspberry Pi facts), live")
+    p = add("doctor", "check this device against its board's facts (Raspberry Pi, Jetson), live")
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--root", metavar="DIR", help="check another system's files (a mounted card); no live rows"

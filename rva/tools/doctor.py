@@ -1,6 +1,7 @@
-"""rva doctor: what a Raspberry Pi needs for RVA to count, checked on this device, one row per
-fact of rva/boards/raspberrypi.toml (each with the vendor file it came from), then the live
-rows: camera listed, Redis starts on this page size and answers, frames and results flowing.
+"""rva doctor: what a Raspberry Pi or an NVIDIA Jetson needs for RVA to count, checked on this
+device, one row per fact of rva/boards/raspberrypi.toml or jetson.toml (each with the vendor file
+it came from; the Jetson's checks are in doctor_jetson.py), then the live rows: camera listed,
+Redis starts on this page size and answers, frames and results flowing.
 
 Run it first on a new device (`sudo rva doctor`: some files are root's). Exit status 1 when a row
 failed. ``--root DIR`` reads another system's files (a mounted card); the live rows are then
@@ -24,10 +25,7 @@ from rva.boards import Fact
 
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
 CONFIG_TXT = ("boot/firmware/config.txt", "boot/config.txt")
-CAPTURE_UNITS = (
-    "usr/lib/systemd/system/rva-capture.service",
-    "etc/systemd/system/rva-capture.service",
-)
+CAPTURE_UNIT = "rva-capture.service"
 
 
 @dataclass
@@ -63,14 +61,21 @@ def inspect(root: Path) -> Device:
     model = (Device(root, None, "", "", 0, live).read("/proc/device-tree/model") or "").strip(
         "\0\n"
     )
+    page = os.sysconf("SC_PAGE_SIZE") if live else 0
+    board = boards.board_of(model)
+    release = Device(root, None, "", "", 0, live).read("/etc/nv_tegra_release")
+    if board == "jetson" or (board is None and release is not None):
+        # JetPack writes the release file (nvidia-l4t-core): R36 is JetPack 6, the one RVA knows.
+        l4t = boards.l4t_release(release or "")
+        variant = "jetpack6" if l4t and l4t[0] == 36 else f"L4T R{l4t[0]}" if l4t else "no L4T"
+        return Device(root, "jetson", model or "NVIDIA Jetson", variant, page, live)
     apt = root / "etc/apt/sources.list.d"
     variant = (
         "raspberrypi"
         if any((apt / n).exists() for n in ("raspi.list", "raspi.sources"))
         else "debian"
     )
-    page = os.sysconf("SC_PAGE_SIZE") if live else 0
-    return Device(root, boards.board_of(model), model or "not a Raspberry Pi", variant, page, live)
+    return Device(root, board, model or "neither a Raspberry Pi nor a Jetson", variant, page, live)
 
 
 # -- one check per kind of fact -----------------------------------------------------------------
@@ -169,7 +174,7 @@ def _page_size(dev: Device, fact: Fact) -> Row:
 def _packages(dev: Device, fact: Fact) -> Row:
     status = dev.read("/var/lib/dpkg/status") or ""
     installed = {
-        block.split("\n", 1)[0].removeprefix("Package: ")
+        block.strip().split("\n", 1)[0].removeprefix("Package: ")
         for block in status.split("\n\n")
         if "Status: install ok installed" in block
     }
@@ -184,14 +189,23 @@ def _packages(dev: Device, fact: Fact) -> Row:
 
 
 def _capture_group(dev: Device, fact: Fact) -> Row:
-    group = fact.fields["group"]
-    unit = next((t for p in CAPTURE_UNITS if (t := dev.read(p)) is not None), "")
-    ok = f"SupplementaryGroups={group}" in unit
+    """The groups rva-capture runs with, from its unit and drop-ins: a Pi's fact names one
+    (``group``), a Jetson's each it needs (``groups``)."""
+    wanted = [fact.fields["group"]] if "group" in fact.fields else fact.fields["groups"]
+    unit = boards.unit_file(dev.root, CAPTURE_UNIT)
+    files = ([unit] if unit else []) + boards.drop_ins(dev.root, CAPTURE_UNIT)
+    settings = boards.unit_settings("\n".join(p.read_text(errors="replace") for p in files))
+    have = " ".join(settings.get("SupplementaryGroups", [])).split()
+    missing = [g for g in wanted if g not in have]
+    if not missing:
+        return Row(fact.id, OK, f"rva-capture runs with group {' '.join(wanted)}", fact.source)
+    found = f"rva-capture lacks group {' '.join(missing)}" + ("" if unit else " (no unit)")
     return Row(
         fact.id,
-        OK if ok else FAIL,
-        f"rva-capture runs with group {group}" if ok else f"rva-capture lacks group {group}",
+        FAIL,
+        found,
         fact.source,
+        "ansible-playbook ansible/site.yml: it installs rva-capture and its drop-ins",
     )
 
 
@@ -204,7 +218,8 @@ def _cmdline_txt(dev: Device, fact: Fact) -> Row:
     return Row(fact.id, FAIL if missing else OK, found, fact.source)
 
 
-CHECKS: dict[str, Callable[[Device, Fact], Row]] = {
+Check = Callable[[Device, Fact], Row]
+CHECKS: dict[str, Check] = {
     "udev_rule": _udev_rule,
     "device_nodes": _nodes,
     "config_txt": _config_txt,
@@ -219,16 +234,22 @@ CHECKS: dict[str, Callable[[Device, Fact], Row]] = {
 def fact_rows(dev: Device) -> list[Row]:
     """One row per check of each fact (facts without checks are for builders: a key, a file
     name); skipped where the fact is not about this board or these packages."""
+    from rva.tools import doctor_jetson
+
+    jetson = dev.board == "jetson"
+    checks = doctor_jetson.CHECKS if jetson else CHECKS
     rows = []
-    for fact in boards.load("raspberrypi"):
+    for fact in boards.load("jetson" if jetson else "raspberrypi"):
         for kind in fact.kinds:
             name = fact.id if len(fact.kinds) == 1 else f"{fact.id} ({kind})"
-            if dev.board is None or not fact.applies(dev.board, dev.variant):
+            # The release check is what says whether this Jetson runs JetPack 6 at all.
+            anyway = kind == "l4t_release" and dev.board in fact.boards
+            if dev.board is None or not (fact.applies(dev.board, dev.variant) or anyway):
                 where = f"{dev.board}/{dev.variant}"
                 why = "not a Raspberry Pi" if dev.board is None else f"not for {where}"
                 rows.append(Row(name, SKIP, why, fact.source))
                 continue
-            row = CHECKS[kind](dev, fact)
+            row = checks[kind](dev, fact)
             row.name = name
             rows.append(row)
     return rows
@@ -322,10 +343,8 @@ def run(root: Path, url: str, cameras: dict[str, str], *, as_json: bool = False)
         return 1 if failed else 0
     kernel = platform.release() if dev.live else "(not running)"
     pages = f", {dev.page_size // 1024} KiB pages" if dev.page_size else ""
-    print(
-        f"RVA doctor: {dev.model} ({dev.board or 'other'}, {dev.variant} packages), "
-        f"kernel {kernel}{pages}"
-    )
+    packages = dev.variant if dev.board == "jetson" else f"{dev.variant} packages"
+    print(f"RVA doctor: {dev.model} ({dev.board or 'other'}, {packages}), kernel {kernel}{pages}")
     width = max(len(r.name) for r in rows)
     for r in rows:
         print(f"  {r.state:4}  {r.name:{width}}  {r.found}")
