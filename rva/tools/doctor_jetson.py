@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rva import boards
 from rva.boards import Fact
-from rva.tools.doctor import (
+from rva.tools.doctor_rows import (
     CAPTURE_UNIT,
     FAIL,
     OK,
@@ -22,8 +22,8 @@ from rva.tools.doctor import (
     Check,
     Device,
     Row,
-    _capture_group,
-    _packages,
+    capture_group,
+    packages,
 )
 
 CAPTURE_DROP_IN = f"/etc/systemd/system/{CAPTURE_UNIT}.d/jetson.conf"
@@ -185,13 +185,13 @@ def _on_gpu(check: Check) -> Check:
 CHECKS: dict[str, Check] = {
     "l4t_release": _l4t_release,
     "service": _service,
-    "packages": _packages,
+    "packages": packages,
     "private_tmp": _private_tmp,
     "device_allow": _device_allow,
-    "capture_group": _capture_group,
+    "capture_group": capture_group,
     "venv_link": _venv_link,
     "pipeline": _pipeline,
     "gpu_device_allow": _on_gpu(lambda dev, fact: _allow(dev, fact, GPU_DROP_IN, GPU_SITE)),
-    "gpu_packages": _on_gpu(_packages),
+    "gpu_packages": _on_gpu(packages),
     "gpu_venv_link": _on_gpu(_venv_link),
 }

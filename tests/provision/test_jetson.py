@@ -1,9 +1,9 @@
 """The Jetson path of the roles against rva/boards/jetson.toml: each fact with `checks` is
 checked in the role's files (fast), and the roles are applied into a Debian root that carries
 the parts of JetPack 6 they look at (provision: the capture drop-in, nvargus-daemon enabled, the
-L4T release refused when it is not R36, the OS's PyGObject alone in the venv). No Jetson here:
-NVIDIA's packages are not installed, so what runs on a board is left to docs/jetson.md's
-self-check."""
+L4T release refused when it is not R36, the OS's PyGObject alone in the venv), and `rva doctor
+--root` runs the facts' checks on what they left. No Jetson here: NVIDIA's packages are not
+installed, so what runs on a board is left to docs/jetson.md's self-check (`sudo rva doctor`)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import yaml
 
 from rva import boards
 from rva.camera.gstreamer import jetson_csi_pipeline
+from tests.conftest import rva
 from tests.provision.test_provision import (
     _ansible_env,
     _chroot,
@@ -42,13 +43,7 @@ def checked(kind: str) -> list[boards.Fact]:
     return found
 
 
-def drop_in(text: str) -> dict[str, list[str]]:
-    settings: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if "=" in line and not line.startswith(("#", "{")):
-            key, value = line.split("=", 1)
-            settings.setdefault(key, []).append(value)
-    return settings
+drop_in = boards.unit_settings  # how rva doctor reads a unit's settings
 
 
 def test_every_fact_has_its_source_and_known_checks() -> None:
@@ -155,7 +150,8 @@ def test_the_gpu_tasks_install_and_link_what_the_facts_say() -> None:
 @pytest.fixture(scope="module")
 def jetson_root(base_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:  # noqa: F811
     """The Debian root with python3-gi and Gst from Debian, a venv, and the two JetPack files
-    the roles read: the release line and nvargus-daemon's unit (as meta-tegra ships it)."""
+    the roles read: the release line and nvargus-daemon's unit (as meta-tegra ships it); for
+    `rva doctor`, dpkg's record of NVIDIA's packages and rva-capture's unit (rva_app's)."""
     workdir = tmp_path_factory.mktemp("jetson")
     root = workdir / "root"
     root.mkdir()
@@ -177,6 +173,20 @@ def jetson_root(base_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     # rva user that rva_app's install makes.
     (root / "usr/lib/python3.10/dist-packages/tensorrt").mkdir(parents=True)
     _chroot(root, "useradd", "--system", "--no-create-home", "rva")
+    # NVIDIA's packages as dpkg records them once installed from NVIDIA's repository (their
+    # files are not here), and the capture unit rva_app's install puts in place.
+    status = root / "var/lib/dpkg/status"
+    records = [
+        f"Package: {package}\nStatus: install ok installed\nPriority: optional\nSection: libs\n"
+        "Maintainer: NVIDIA Corporation\nArchitecture: all\nVersion: 36.4.3-20250107174145\n"
+        f"Description: {package} (recorded by the test)\n"
+        for package in ("nvidia-l4t-camera", "nvidia-l4t-gstreamer", "python3-libnvinfer")
+    ]
+    status.write_text("\n".join([status.read_text().rstrip("\n") + "\n", *records]))
+    shutil.copyfile(
+        REPO / "rootfs/usr/lib/systemd/system/rva-capture.service",
+        root / "usr/lib/systemd/system/rva-capture.service",
+    )
     (workdir / "inventory.ini").write_text(
         "[rva]\n"
         f"rva-jetson ansible_host={root} ansible_connection=community.general.chroot"
@@ -227,8 +237,26 @@ def test_applied_to_a_jetson_root_the_roles_do_what_the_facts_say(jetson_root: P
     assert (root / "var/lib/rva/models/engines").is_dir()
     venv_site = next((root / "opt/rva/venv/lib").glob("python3*/site-packages"))
     assert os.readlink(venv_site / "tensorrt") == checked("gpu_venv_link")[0].fields["venv_link"]
+    # rva doctor's checks of each fact on what the roles left: every row ok but the live one.
+    doctor = rva("doctor", "--root", str(root), "--json", timeout=120)
+    report = json.loads(doctor.stdout)
+    states = {r["name"]: r["state"] for r in report["rows"]}
+    assert doctor.returncode == 0 and report["device"]["variant"] == "jetpack6", doctor.stdout
+    assert states.pop("csi-pipeline") == "skip" and states.pop("pc-gpu-device-nodes") == "skip"
+    assert set(states.values()) == {"ok"}, states
     again = _apply(root)
     assert again.returncode == 0 and re.search(r"\bchanged=0\b", again.stdout), again.stdout[-3000:]
+    # Undone by hand (the next apply puts them back): doctor names each with its fix.
+    wants.unlink()
+    conf = root / "etc/systemd/system/rva-capture.service.d/jetson.conf"
+    conf.write_text(conf.read_text().replace("DeviceAllow=/dev/nvmap rw\n", ""))
+    doctor = rva("doctor", "--root", str(root), timeout=120)
+    assert doctor.returncode == 1 and "\n2 failed of " in doctor.stdout, doctor.stdout
+    assert "FAIL  nvargus-daemon-unit " in doctor.stdout and "FAIL  container-device-nodes " in (
+        doctor.stdout
+    )
+    assert "fix: systemctl enable --now nvargus-daemon.service" in doctor.stdout
+    assert "missing: /dev/nvmap rw" in doctor.stdout
     pc = _apply(root, rva_app_gpu="pc")
     assert pc.returncode == 0, pc.stdout[-3000:]
     gpu = drop_in((root / "etc/systemd/system/rva-gears.service.d/gpu.conf").read_text())
