@@ -256,3 +256,14 @@ def test_live_the_venv_must_import_what_it_links(tmp_path: Path) -> None:
     assert row.state == "ok" and row.found.startswith("the venv imports gi from "), row
     row = doctor_jetson.CHECKS["gpu_venv_link"](live, FACTS["tensorrt-python"])
     assert row.state == "FAIL" and "the venv cannot import tensorrt" in row.found, row
+
+
+def test_drop_ins_are_read_as_systemd_reads_them(tmp_path: Path) -> None:
+    """/etc's drop-in hides /usr/lib's of the same name; drop-ins of other names add up."""
+    root = jetson_root(tmp_path)
+    vendor = "usr/lib/systemd/system/rva-capture.service.d"
+    _write(root, f"{vendor}/jetson.conf", (root / CAPTURE_CONF).read_text())
+    _drop_line(root, CAPTURE_CONF, "SupplementaryGroups=render")
+    assert rows(root)["render-group"].state == "FAIL"
+    _write(root, f"{vendor}/render.conf", "[Service]\nSupplementaryGroups=render\n")
+    assert rows(root)["render-group"].state == "ok"
