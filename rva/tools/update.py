@@ -114,7 +114,10 @@ def download(url: str, into: Path) -> Path:
             shutil.copyfileobj(response, out, 1 << 20)
     except (urllib.error.URLError, OSError) as exc:
         Path(name).unlink(missing_ok=True)
-        reason = getattr(exc, "reason", exc)
+        if isinstance(exc, urllib.error.HTTPError):
+            reason = f"HTTP {exc.code} {exc.reason}"
+        else:
+            reason = str(getattr(exc, "reason", exc))
         raise UpdateError(f"{url}: cannot download: {reason}") from None
     return Path(name)
 
