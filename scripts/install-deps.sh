@@ -54,6 +54,8 @@ image qemu-utils disk images
 image ovmf UEFI for the amd64 boot
 image qemu-efi-aarch64 UEFI for the arm64 boot
 image openssh-client into the booted images
+image rauc A/B update bundles: rauc bundle (image-build/bundle), rauc info in the update tests
+image squashfs-tools A/B update bundles: mksquashfs, which rauc bundle runs
 '
 [ $# -gt 0 ] || { echo "usage: install-deps.sh GROUP... (demo test provision image)" >&2; exit 2; }
 for group in "$@"; do
