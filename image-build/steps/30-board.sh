@@ -150,6 +150,7 @@ if [ "$AB" = 1 ]; then
     ab_backend() { RVA_ESP=$ROOT$BOOT_DIR "$HERE/overlays/ab/usr/lib/rva/ab/bootloader" "$@"; }
     ab_backend set-primary A
     ab_backend set-state A good
+    mkdir -p "$ROOT/etc/rauc"
     ab_system_conf "$BOARD" >"$ROOT/etc/rauc/system.conf"
     ab_signing "$CACHE/rauc-dev"
     install -m 0644 "$RAUC_KEYRING" "$ROOT/etc/rauc/keyring.pem"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from rva import config, const
-from rva.cli.common import Add
+from rva.cli.common import Add, admin_url
 from rva.config import Config
 from rva.models.manifest import ModelError
 
@@ -132,8 +132,7 @@ def cmd_update(args: argparse.Namespace, cfg: Config) -> int:
         if args.target == "check":
             return update.check(config.redis_url(cfg, args.url), cfg, args.timeout)
         # Writing the marker needs the Redis administrator (the default user only reads).
-        url = args.url or os.environ.get(const.ENV_REDIS_URL) or update.admin_url()
-        return update.install(args.target, config.redis_url(cfg, url), args.reboot)
+        return update.install(args.target, admin_url(args, cfg), args.reboot)
     except update.UpdateError as exc:
         print(f"rva update: {exc}", file=sys.stderr)
         return 1

@@ -34,8 +34,6 @@ SYSTEM_CONF = Path(os.environ.get("RVA_RAUC_CONF", "/etc/rauc/system.conf"))
 # On the data partition, which updates keep: the pending update's marker, downloaded bundles.
 STATE_DIR = Path(os.environ.get("RVA_UPDATE_DIR", "/data/rva"))
 RAUC = os.environ.get("RVA_RAUC", "rauc")
-# The Redis user with every right (HSET and SAVE of the marker); rva_redis writes it.
-ADMIN_ENV = Path("/etc/rva/credentials/rva-admin.env")
 CHECK_EVERY_S = 5.0
 
 
@@ -120,18 +118,6 @@ def download(url: str, into: Path) -> Path:
             reason = str(getattr(exc, "reason", exc))
         raise UpdateError(f"{url}: cannot download: {reason}") from None
     return Path(name)
-
-
-def admin_url() -> str | None:
-    """RVA_REDIS_URL of the device's Redis administrator, when this user may read it."""
-    try:
-        text = ADMIN_ENV.read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("RVA_REDIS_URL="):
-            return line.split("=", 1)[1].strip()
-    return None
 
 
 def _mark_redis(client: Any, marker: dict[str, str]) -> None:
