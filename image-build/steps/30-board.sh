@@ -107,7 +107,10 @@ EOF
 esac
 
 board_packages=("${PACKAGES[@]}")
-[ "$AB" = 0 ] || board_packages+=(rauc)
+# --ab: RAUC and its D-Bus service (rauc install, rauc status); systemd-boot for
+# systemd-bless-boot and its generator (its kernel hooks and postinst act only on an ESP that
+# `bootctl is-installed` accepts, which this one, booted through EFI/BOOT/, is not).
+[ "$AB" = 0 ] || board_packages+=(rauc rauc-service systemd-boot)
 if [ -n "${BOARD_KERNEL_SUITE:-}" ]; then
     # The board needs a newer kernel than $SUITE has: $KERNEL_PACKAGE from $BOARD_KERNEL_SUITE
     # replaces the root filesystem's. The suite stays in the image's sources, so the kernel
