@@ -113,6 +113,9 @@ def stage_lease(camera: str, stage: str) -> str:
 
 
 # -- MQTT (rva mqtt) ---------------------------------------------------------------------------
+# hash: the update being installed (id, version, bundle, at), written by rva update; the new
+# slot's health check finds it there when Redis kept its data through the update
+UPDATE = "rva:update"
 MQTT = "rva:mqtt"  # hash: the broker link as rva mqtt sees it (state, detail, broker, updated, ...)
 MQTT_ANNOUNCED = "rva:mqtt:announced"  # hash: discovery config topic -> its state topics (JSON)
 MQTT_EVENTS = "rva:mqtt:events"  # hash: camera -> id of the last camera:<id>:events entry sent

@@ -29,6 +29,8 @@ test gir1.2-gstreamer-1.0 GStreamer sources: Gst through PyGObject
 test gstreamer1.0-plugins-base the GStreamer tests: videotestsrc, decodebin, videoconvert, appsink
 test gstreamer1.0-plugins-good the GStreamer tests: avidemux (vtest.avi), v4l2src
 test gstreamer1.0-libav the GStreamer tests: the MS-MPEG4 video of vtest.avi through decodebin
+test rauc the A/B update tests (tests/update): real bundles made and checked by rauc
+test squashfs-tools the A/B update tests: mksquashfs, which rauc bundle runs
 provision mmdebstrap Debian root filesystems
 provision systemd-container systemd-nspawn boots the provisioned root filesystem
 provision arch-test mmdebstrap foreign-architecture checks
@@ -55,6 +57,8 @@ image qemu-utils disk images
 image ovmf UEFI for the amd64 boot
 image qemu-efi-aarch64 UEFI for the arm64 boot
 image openssh-client into the booted images
+image rauc A/B images (build --ab): their update bundle (image-build/bundle)
+image squashfs-tools A/B images (build --ab): mksquashfs, which rauc bundle runs
 '
 [ $# -gt 0 ] || { echo "usage: install-deps.sh GROUP... (demo test provision image)" >&2; exit 2; }
 for group in "$@"; do

@@ -12,6 +12,8 @@ cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
 mount_root_fs "$ROOT"
 
 copy_tree() { tar -C "$1" --owner=0 --group=0 -cf - . | tar -C "$ROOT" --no-overwrite-dir -xf -; }
+# --ab: the RAUC backend, the trial boot's health check, the data partition's fstab (after efi's).
+[ "$AB" = 0 ] || OVERLAYS+=(ab)
 for overlay in "${OVERLAYS[@]}"; do
     copy_tree "$HERE/overlays/$overlay"
 done
@@ -88,14 +90,27 @@ EOF
         printf '%s\n' "$RASPI_CONFIG_CUSTOM" >"$ROOT/etc/default/raspi-firmware-custom"
         ;;
     systemd-boot)
-        cat >"$ROOT/etc/kernel/cmdline" <<EOF
+        if [ "$AB" = 1 ]; then
+            # Each slot's loader entry names its own root (root=PARTLABEL=rva-root-a, written by
+            # /usr/lib/rva/ab/bootloader); both slots hold the same file system, so there is no
+            # fstab line for / and the kernel mounts it read-write.
+            cat >"$ROOT/etc/kernel/cmdline" <<EOF
+rw rootwait net.ifnames=0 $KERNEL_CMDLINE
+EOF
+        else
+            cat >"$ROOT/etc/kernel/cmdline" <<EOF
 root=LABEL=$ROOT_LABEL ro rootwait net.ifnames=0 $KERNEL_CMDLINE
 EOF
+        fi
         ;;
     *) die "unknown BOOTLOADER=$BOOTLOADER in boards/$BOARD.conf" ;;
 esac
 
 board_packages=("${PACKAGES[@]}")
+# --ab: RAUC and its D-Bus service (rauc install, rauc status); systemd-boot for
+# systemd-bless-boot and its generator (its kernel hooks and postinst act only on an ESP that
+# `bootctl is-installed` accepts, which this one, booted through EFI/BOOT/, is not).
+[ "$AB" = 0 ] || board_packages+=(rauc rauc-service systemd-boot)
 if [ -n "${BOARD_KERNEL_SUITE:-}" ]; then
     # The board needs a newer kernel than $SUITE has: $KERNEL_PACKAGE from $BOARD_KERNEL_SUITE
     # replaces the root filesystem's. The suite stays in the image's sources, so the kernel
@@ -129,8 +144,21 @@ if [ ${#old_kernels[@]} -gt 0 ]; then
     board_apt purge "${old_kernels[@]}"
 fi
 if [ "$BOOTLOADER" = systemd-boot ]; then
-    # The kernel is already installed: run the hook a kernel upgrade runs.
-    in_root env RVA_IMAGE_BUILD=1 /etc/kernel/postinst.d/zz-rva-esp
+    # The kernel is already installed: run the hook a kernel upgrade runs. On an A/B image it
+    # writes slot A's entry (/usr/lib/rva/ab/bootloader install-kernel).
+    in_root env RVA_IMAGE_BUILD=1 RVA_AB_SLOT=A /etc/kernel/postinst.d/zz-rva-esp
+fi
+if [ "$AB" = 1 ]; then
+    # Slot A is the one to boot, and good: a flashed image is not on trial.
+    ab_backend() { RVA_ESP=$ROOT$BOOT_DIR "$HERE/overlays/ab/usr/lib/rva/ab/bootloader" "$@"; }
+    ab_backend set-primary A
+    ab_backend set-state A good
+    mkdir -p "$ROOT/etc/rauc"
+    ab_system_conf "$BOARD" >"$ROOT/etc/rauc/system.conf"
+    ab_signing "$CACHE/rauc-dev"
+    install -m 0644 "$RAUC_KEYRING" "$ROOT/etc/rauc/keyring.pem"
+    systemctl --root="$ROOT" --quiet enable rva-health-check.service
+    log "A/B: $(ab_backend list | paste -sd' '), RAUC compatible $(ab_compatible "$BOARD")"
 fi
 if [ "$PI_SOURCE" = raspberrypi ]; then
     # Raspberry Pi's raspi-firmware copies kernel, initramfs, DTBs and overlays but, unlike

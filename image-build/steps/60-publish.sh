@@ -8,7 +8,10 @@ case $COMPRESS in
     xz) xz -T0 -k -6 "$OUT/$NAME.img"; COMPRESSED=$NAME.img.xz ;;
     none) COMPRESSED="" ;;
 esac
-(cd "$OUT" && sha256sum "$NAME.img" ${COMPRESSED:+"$COMPRESSED"} >"$NAME.sha256")
+# --ab: the update bundle of the same root (50-image.sh made it) is summed with the image.
+BUNDLE_FILE=""
+[ "$AB" = 0 ] || BUNDLE_FILE=rva-$BOARD-$VERSION.raucb
+(cd "$OUT" && sha256sum "$NAME.img" ${COMPRESSED:+"$COMPRESSED"} ${BUNDLE_FILE:+"$BUNDLE_FILE"} >"$NAME.sha256")
 python3 "$HERE/lib/manifest.py" --root "$ROOT" --boot "$WORK/boot" --image "$OUT/$NAME.img" \
     --sums "$OUT/$NAME.sha256" --board "$BOARD" --description "$DESCRIPTION" --version "$VERSION" \
     --suite "$SUITE" --arch "$ARCH" --boot-dir "$BOOT_DIR" --vars "$WORK/ansible/vars.json" \

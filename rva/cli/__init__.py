@@ -2,8 +2,8 @@
 
 Each command's parser sits next to its handler: rva.cli.services (the programs and init),
 rva.cli.tools (status, top, count, bench), rva.cli.shapes (lines, zones), rva.cli.admin (models,
-config). Handlers import what they run only when they run it: each service pays only for what
-it uses.
+config, update). Handlers import what they run only when they run it: each service pays only
+for what it uses.
 """
 
 from __future__ import annotations

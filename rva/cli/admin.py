@@ -1,4 +1,5 @@
-"""The commands that manage what the appliance runs with: models and the config file."""
+"""The commands that manage what the appliance runs with: models, the config file, and the
+system itself (A/B updates)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 from pathlib import Path
 
 from rva import config, const
-from rva.cli.common import Add
+from rva.cli.common import Add, admin_url
 from rva.config import Config
 from rva.models.manifest import ModelError
 
@@ -52,6 +53,19 @@ def add_parsers(add: Add, sub: argparse._SubParsersAction, common: argparse.Argu
         help="look up files and /dev nodes under DIR (another system's root filesystem)",
     )
     csub.add_parser("show", help="print the effective config as JSON", parents=[common])
+
+    p = add("update", "A/B images: install a signed update bundle, show the slots, check a boot")
+    p.add_argument(
+        "target",
+        metavar="FILE|URL|status|check",
+        help="a bundle (.raucb) to install into the other slot, or from an http(s) URL; status: "
+        "the slots and which boots next; check: wait until RVA counts and Redis has its data "
+        "(the trial boot's health check)",
+    )
+    p.add_argument("--reboot", action="store_true", help="reboot into the new slot once installed")
+    p.add_argument(
+        "--timeout", type=float, default=600.0, help="check: give up after this many seconds"
+    )
 
 
 def cmd_models(args: argparse.Namespace, cfg: Config) -> int:
@@ -116,7 +130,23 @@ def cmd_config(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def cmd_update(args: argparse.Namespace, cfg: Config) -> int:
+    from rva.tools import update
+
+    try:
+        if args.target == "status":
+            return update.status()
+        if args.target == "check":
+            return update.check(config.redis_url(cfg, args.url), cfg, args.timeout)
+        # Writing the marker needs the Redis administrator (the default user only reads).
+        return update.install(args.target, admin_url(args, cfg), args.reboot)
+    except update.UpdateError as exc:
+        print(f"rva update: {exc}", file=sys.stderr)
+        return 1
+
+
 COMMANDS = {
     "models": cmd_models,
     "config": cmd_config,
+    "update": cmd_update,
 }

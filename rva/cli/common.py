@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rva import config, const
@@ -55,6 +56,23 @@ def common_options(default: object = None) -> argparse.ArgumentParser:
         "--log-level", default=default, choices=["debug", "info", "warning", "error"]
     )
     return common
+
+
+# On a device, the services' Redis users are least-privilege and the default user reads only;
+# root may use the administrator's login, which provisioning writes here.
+ADMIN_ENV = Path("/etc/rva/credentials/rva-admin.env")
+
+
+def admin_url(args: argparse.Namespace, cfg: Config) -> str:
+    """The Redis URL of a command that writes what the services only read: -u/--url or
+    RVA_REDIS_URL when given, else the administrator's login when this user may read it (root
+    on a device), else the config's."""
+    url = config.redis_url(cfg, args.url)
+    if not args.url and not os.environ.get(const.ENV_REDIS_URL) and os.access(ADMIN_ENV, os.R_OK):
+        for line in ADMIN_ENV.read_text().splitlines():
+            if line.startswith("RVA_REDIS_URL="):
+                return line.split("=", 1)[1].strip()
+    return url
 
 
 def runtime(service: str) -> Runtime:

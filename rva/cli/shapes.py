@@ -14,19 +14,14 @@ import getpass
 import json
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rva import config
-from rva.cli.common import Add
+from rva.cli.common import ADMIN_ENV, Add, admin_url
 from rva.config import Config, ConfigError
 
 if TYPE_CHECKING:
     import redis
-
-# On a device, the services' Redis users are least-privilege and the default user reads only;
-# root may use the administrator's login, which provisioning writes here.
-ADMIN_ENV = Path("/etc/rva/credentials/rva-admin.env")
 
 
 def point(text: str) -> tuple[float, float]:
@@ -82,17 +77,7 @@ def _who() -> str:
 
 
 def _url(args: argparse.Namespace, cfg: Config, write: bool) -> str:
-    url = config.redis_url(cfg, args.url)
-    if (
-        write
-        and not args.url
-        and not os.environ.get("RVA_REDIS_URL")
-        and os.access(ADMIN_ENV, os.R_OK)
-    ):
-        for line in ADMIN_ENV.read_text().splitlines():
-            if line.startswith("RVA_REDIS_URL="):
-                return line.split("=", 1)[1].strip()
-    return url
+    return admin_url(args, cfg) if write else config.redis_url(cfg, args.url)
 
 
 def cmd_shapes(args: argparse.Namespace, cfg: Config) -> int:
