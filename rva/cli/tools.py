@@ -117,8 +117,12 @@ def cmd_doctor(args: argparse.Namespace, cfg: Config) -> int:
 
     from rva.tools import doctor
 
+    root = Path(args.root or "/")
+    if not root.is_dir():
+        print(f"rva: error: --root {root}: no such directory", file=sys.stderr)
+        return 2
     return doctor.run(
-        Path(args.root or "/"),
+        root,
         config.redis_url(cfg, args.url),
         {cid: cam.source for cid, cam in cfg.cameras.items()},
         as_json=args.json,

@@ -110,3 +110,10 @@ def test_a_stopped_redis_is_a_failed_row_not_a_traceback(tmp_path: Path, vtest_p
     assert (
         "FAIL  redis answers" in done.stdout and "fix: systemctl status redis-server" in done.stdout
     )
+
+
+def test_a_root_that_is_not_there_is_an_error_not_a_pass(tmp_path: Path) -> None:
+    """A mistyped mount point of a card would otherwise pass: every row skipped, exit 0."""
+    code, out, err = _doctor("--root", str(tmp_path / "sdcard-not-mounted"))
+    assert code == 2 and out == "", out
+    assert "--root" in err and "no such directory" in err and "Traceback" not in err
