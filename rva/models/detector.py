@@ -113,7 +113,7 @@ class Detector:
         if precision == "int8":
             self.backend = self._int8_backend(backend, device, threads, model_cache)
         elif precision == "float":
-            self.backend = self._backend(backend, device, threads, size)
+            self.backend = self._backend(backend, device, threads, size, model_cache)
         else:
             raise ModelError(f"gear.precision: float or int8 (got {precision!r})")
         self.score_threshold = score_threshold
@@ -124,7 +124,12 @@ class Detector:
         self._placement: tuple[int, int, int, int] | None = None
 
     def _backend(
-        self, name: str, device: str, threads: int, size: tuple[int, int] | None
+        self,
+        name: str,
+        device: str,
+        threads: int,
+        size: tuple[int, int] | None,
+        cache: Path | None = None,
     ) -> backends.Backend:
         """The named backend, or for ``auto`` the first of backends.PREFERENCE that loads."""
         fmt = self.manifest.format
@@ -135,7 +140,9 @@ class Detector:
             ):
                 raise ModelError(f"backend {name} cannot run {fmt} models")
             try:
-                return backend_cls(self.bundle, device=device, threads=threads, input_size=size)
+                return backend_cls(
+                    self.bundle, device=device, threads=threads, input_size=size, cache=cache
+                )
             except ModelError as exc:
                 if backend_cls is tried[-1]:
                     raise
@@ -157,7 +164,8 @@ class Detector:
         except ModelError as exc:
             raise ModelError(f'gear.precision = "int8" needs onnxruntime: {exc}') from None
         graph = int8.load(self.bundle, (self.width, self.height), cache or store.cache_dir())
-        return backend_cls(int8.as_bundle(self.bundle, graph), device=device, threads=threads)
+        bundle = int8.as_bundle(self.bundle, graph)
+        return backend_cls(bundle, device=device, threads=threads, cache=cache)
 
     @property
     def backend_name(self) -> str:

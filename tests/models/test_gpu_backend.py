@@ -203,6 +203,8 @@ def test_the_onnxruntime_engine_folder_is_under_the_model_cache(
 ) -> None:
     monkeypatch.setenv(const.ENV_MODEL_CACHE, str(tmp_path))
     assert onnx_runtime._engine_dir() == tmp_path / "engines" / "onnxruntime"
+    own = tmp_path / "own-cache"  # a detector given its own model cache
+    assert onnx_runtime._engine_dir(own) == own / "engines" / "onnxruntime"
     monkeypatch.setenv(const.ENV_MODEL_CACHE, str(tmp_path / "file"))
     (tmp_path / "file").write_text("")
     assert onnx_runtime._engine_dir() is None
@@ -399,3 +401,8 @@ def test_the_tensorrt_backend_builds_once_loads_from_the_cache_and_rebuilds_a_ba
     Detector(bundle, backend="tensorrt", device="cuda", input_size=416)
     assert len(builds) == 3 and builds[2] != builds[0]
     assert len(list((tmp_path / "engines").glob("yolov3-tiny-416x416-fp16-*.plan"))) == 1
+    # A detector given its own model cache (--model-cache) keeps its engines there.
+    own = tmp_path / "own-cache"
+    Detector(bundle, backend="tensorrt", device="cuda", model_cache=own)
+    assert len(builds) == 4
+    assert len(list((own / "engines").glob("yolov3-tiny-512x512-fp16-*.plan"))) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -33,12 +34,16 @@ class Backend(ABC):
         device: str = "cpu",
         threads: int = 0,
         input_size: tuple[int, int] | None = None,
+        cache: Path | None = None,
     ) -> None:
         self.bundle = bundle
         self.device = device
         self.threads = threads
         # (width, height) of the blobs forward() gets; None: the manifest's input size.
         self.input_size = input_size
+        # The model cache this detector was given (--model-cache), for what a backend keeps
+        # there (GPU engines); None: this host's, rva.models.store.cache_dir().
+        self.cache = cache
 
     @abstractmethod
     def forward(self, blob: np.ndarray) -> list[np.ndarray]:

@@ -67,11 +67,11 @@ def _ort() -> ModuleType:
     return onnxruntime
 
 
-def _engine_dir() -> Path | None:
+def _engine_dir(cache: Path | None = None) -> Path | None:
     """<model cache>/engines/onnxruntime when it can be written there, else None."""
     from rva.models import engines, store
 
-    folder = engines.folder(store.cache_dir()) / "onnxruntime"
+    folder = engines.folder(cache or store.cache_dir()) / "onnxruntime"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -95,8 +95,9 @@ class OnnxRuntimeBackend(Backend):
         device: str = "cpu",
         threads: int = 0,
         input_size: tuple[int, int] | None = None,
+        cache: Path | None = None,
     ) -> None:
-        super().__init__(bundle, device, threads, input_size)
+        super().__init__(bundle, device, threads, input_size, cache)
         name = bundle.manifest.name
         graph = self._graph(bundle, input_size)
         ort = _ort()
@@ -106,7 +107,7 @@ class OnnxRuntimeBackend(Backend):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
-                graph, sess_options=options, providers=self._providers(device)
+                graph, sess_options=options, providers=self._providers(device, cache)
             )
         # onnxruntime's errors derive straight from Exception, one class per status code.
         except Exception as exc:
@@ -133,7 +134,7 @@ class OnnxRuntimeBackend(Backend):
         raise ModelError(f"onnxruntime backend cannot run {fmt} models")
 
     @staticmethod
-    def _providers(device: str) -> list[Any]:
+    def _providers(device: str, cache: Path | None = None) -> list[Any]:
         if device != "cuda":
             return [CPU]
         ort = _ort()
@@ -146,7 +147,7 @@ class OnnxRuntimeBackend(Backend):
             device,
             available,
             importlib.util.find_spec("tensorrt") is not None,
-            _engine_dir(),
+            _engine_dir(cache),
         )
 
     def forward(self, blob: np.ndarray) -> list[np.ndarray]:

@@ -7,6 +7,7 @@ memory, so the bytes can come from Redis without temporary files.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,9 +29,10 @@ class OpenCVBackend(Backend):
         device: str = "cpu",
         threads: int = 0,
         input_size: tuple[int, int] | None = None,
+        cache: Path | None = None,
     ) -> None:
         # Darknet nets take their input size from the blob: nothing to change for input_size.
-        super().__init__(bundle, device, threads, input_size)
+        super().__init__(bundle, device, threads, input_size, cache)
         self.net = self._read(bundle)
         if device == "cuda":
             if cv2.cuda.getCudaEnabledDeviceCount() == 0:

@@ -181,7 +181,7 @@ class TensorRTBackend(Backend):
         input_size: tuple[int, int] | None = None,
         cache: Path | None = None,
     ) -> None:
-        super().__init__(bundle, device, threads, input_size)
+        super().__init__(bundle, device, threads, input_size, cache)
         if device != "cuda":
             raise ModelError(
                 'backend tensorrt runs on an NVIDIA GPU only: set gear.device = "cuda"'
