@@ -10,6 +10,7 @@ shows that row."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from tests.image.build import Built
 from tests.image.conftest import (
     RVA_SERVICES,
+    diagnostics,
     healthz,
     people_counted,
     user_boot_toml,
@@ -66,13 +68,22 @@ def test_on_16k_pages_redis_and_every_rva_service_run_and_a_frame_is_counted(
 
 @slow
 def test_rva_doctor_on_16k_pages_says_redis_starts_and_frames_flow(arm64_16k_vm: VM) -> None:
-    out = arm64_16k_vm.ssh("rva doctor --json", timeout=120, check=False)
-    report = json.loads(out)
-    rows = {r["name"]: r for r in report["rows"]}
+    # Under TCG emulation a detector pass takes seconds and a Python start tens of them, so a
+    # result can pass doctor's 30 s "flowing" bound on a loaded machine while the gear still
+    # counts; doctor is asked again (a new result each time) for up to three minutes.
+    deadline = time.monotonic() + 180
+    while True:
+        out = arm64_16k_vm.ssh("rva doctor --json", timeout=120, check=False)
+        report = json.loads(out)
+        rows = {r["name"]: r for r in report["rows"]}
+        if rows["camera 0 flowing"]["state"] == "ok" or time.monotonic() > deadline:
+            break
+        time.sleep(10)
     assert report["device"]["page_size"] == 16384, report["device"]
     assert rows["redis-server"]["state"] == "ok", rows["redis-server"]
     assert rows["redis answers"]["state"] == "ok", rows
-    assert rows["camera 0 flowing"]["state"] == "ok", rows
+    flowing = rows["camera 0 flowing"]
+    assert flowing["state"] == "ok", f"{flowing}\n{diagnostics(arm64_16k_vm)}"
     # Not a Raspberry Pi: the Pi's facts are listed as skipped, none failed.
     facts = [r for r in report["rows"] if r["source"]]
     assert facts and all(r["state"] == "skip" for r in facts), facts
