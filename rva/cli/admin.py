@@ -64,6 +64,9 @@ def add_parsers(add: Add, sub: argparse._SubParsersAction, common: argparse.Argu
     )
     p.add_argument("--reboot", action="store_true", help="reboot into the new slot once installed")
     p.add_argument(
+        "--json", action="store_true", help="status: the slots as JSON (booted, primary, slots)"
+    )
+    p.add_argument(
         "--timeout", type=float, default=600.0, help="check: give up after this many seconds"
     )
 
@@ -135,7 +138,7 @@ def cmd_update(args: argparse.Namespace, cfg: Config) -> int:
 
     try:
         if args.target == "status":
-            return update.status()
+            return update.status(as_json=args.json)
         if args.target == "check":
             return update.check(config.redis_url(cfg, args.url), cfg, args.timeout)
         # Writing the marker needs the Redis administrator (the default user only reads).

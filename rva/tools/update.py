@@ -171,12 +171,38 @@ def install(target: str, redis_url: str, reboot: bool) -> int:
     return 0
 
 
-def status() -> int:
+def slots(st: dict[str, Any]) -> dict[str, Any]:
+    """rauc status's JSON as scripts want it (`rva update status --json`, ansible/update.yml):
+    slots by bootname, the primary as a bootname too."""
+    out: dict[str, Any] = {"compatible": st.get("compatible"), "booted": st.get("booted")}
+    out["primary"], out["slots"] = None, {}
+    for entry in st.get("slots", []):
+        for name, slot in entry.items():
+            if slot.get("class") != "rootfs":
+                continue
+            bundle = (slot.get("slot_status") or {}).get("bundle") or {}
+            boot = slot.get("bootname")
+            out["slots"][boot] = {
+                "slot": name,
+                "device": slot.get("device"),
+                "booted": slot.get("state") == "booted",
+                "good": slot.get("boot_status") == "good",
+                "version": bundle.get("version"),
+            }
+            if name == st.get("boot_primary"):
+                out["primary"] = boot
+    return out
+
+
+def status(as_json: bool = False) -> int:
     system()
     done = _rauc("status", "--detailed", "--output-format=json")
     if done.returncode != 0:
         raise UpdateError(f"rauc status failed: {done.stderr.strip()}")
     st = json.loads(done.stdout)
+    if as_json:
+        print(json.dumps(slots(st), indent=2))
+        return 0
     print(f"compatible {st.get('compatible')}, booted {st.get('booted')}, "
           f"next boot {st.get('boot_primary')}")  # fmt: skip
     for entry in st.get("slots", []):

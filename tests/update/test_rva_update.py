@@ -211,3 +211,16 @@ def test_status(device: Device, tmp_path: Path) -> None:
         "rootfs.0 (A, /dev/sda2): booted, good, version 1.0, installed 2026-12-01T10:00:00Z",
         "rootfs.1 (B, /dev/sda3): inactive, good, version 2.0, installed 2026-12-06T05:00:00Z",
     ]
+    res = device.update("status", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {
+        "compatible": "rva-amd64",
+        "booted": "A",
+        "primary": "B",
+        "slots": {
+            "A": {"slot": "rootfs.0", "device": "/dev/sda2", "booted": True, "good": True,
+                  "version": "1.0"},
+            "B": {"slot": "rootfs.1", "device": "/dev/sda3", "booted": False, "good": True,
+                  "version": "2.0"},
+        },
+    }  # fmt: skip
