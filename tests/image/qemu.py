@@ -2,7 +2,9 @@
 
 The image itself is never written: the disk is a qcow2 overlay (larger than the image, so the
 first boot has room to grow into) and QEMU runs with -snapshot on top of it, so every boot is a
-first boot. User networking forwards ssh and the web port to 127.0.0.1 only.
+first boot; a reboot ends QEMU. A `persistent` VM (the A/B update test) writes the overlay and
+reboots in place, as a device does. User networking forwards ssh and the web port to 127.0.0.1
+only; the guest reaches the host's 127.0.0.1 as 10.0.2.2.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class VM:
     key: Path
     memory_mib: int = 3072
     grow_mib: int = 1024
+    persistent: bool = False
     ssh_port: int = field(default_factory=free_port)
     web_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -120,7 +123,7 @@ class VM:
             f"if=pflash,format=raw,unit=1,file={efivars}",
             "-drive",
             f"file={disk},format=qcow2,if=virtio",
-            "-snapshot",
+            *([] if self.persistent else ["-snapshot"]),
             "-netdev",
             net,
             "-device",
@@ -134,7 +137,7 @@ class VM:
             "none",
             "-serial",
             f"file:{self.console}",
-            "-no-reboot",
+            *([] if self.persistent else ["-no-reboot"]),
         ]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
@@ -201,6 +204,14 @@ class VM:
                 pass
             time.sleep(3)
         raise TimeoutError(f"no ssh after {timeout}s\n" + self.console_tail())
+
+    def boot_id(self) -> str | None:
+        """This boot's id (a new one after every reboot), None while ssh does not answer."""
+        try:
+            out = self.ssh("cat /proc/sys/kernel/random/boot_id", timeout=30, check=False)
+        except subprocess.TimeoutExpired:
+            return None
+        return out.strip() or None
 
     def console_tail(self, chars: int = 6000) -> str:
         return self.console.read_text(errors="replace")[-chars:] if self.console.exists() else ""
