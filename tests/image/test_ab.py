@@ -231,6 +231,7 @@ def device(
         root.unlink()
         other = work / "other"
         (other / "root").mkdir(parents=True)
+        (other / "root/payload").write_bytes(os.urandom(64 * 1024))  # RAUC wants > 4 KiB
         tiny = other / "tiny.ext4"
         subprocess.run(["mke2fs", "-q", "-t", "ext4", "-d", str(other / "root"), str(tiny), "8M"],
                        check=True)  # fmt: skip
