@@ -307,3 +307,34 @@ def test_an_autoboot_txt_it_cannot_follow_is_refused(pi: Pi, text: str, message:
     assert res.returncode == 1
     assert f"{pi.autoboot}/autoboot.txt: {message}" in res.stderr
     assert pi.run("reboot", check=False).returncode == 1 and not pi.reboots.exists()
+
+
+def test_the_check_unit_runs_on_the_trial_boot_only_and_commits(pi: Pi, tmp_path: Path) -> None:
+    """rva-tryboot-check.service's own command lines, run against the overlay's backend: its
+    condition skips every boot but the trial (systemd skips a unit whose ExecCondition exits
+    1-254), and its post-step commits; a failure reboots plainly, which is the fallback."""
+    overlay = ROOT / "image-build/overlays/ab-rpi"
+    unit = boards.unit_settings(
+        (overlay / "usr/lib/systemd/system/rva-tryboot-check.service").read_text()
+    )
+    assert unit["ExecStart"] == ["/opt/rva/venv/bin/rva update check --timeout 600"]
+    assert unit["FailureAction"] == ["reboot"] and unit["JobTimeoutAction"] == ["reboot"]
+
+    def run(line: str) -> subprocess.CompletedProcess[str]:
+        program, *args = line.split()
+        return subprocess.run(
+            [str(overlay / program.lstrip("/")), *args],
+            env=pi.env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+    [condition], [post] = unit["ExecCondition"], unit["ExecStartPost"]
+    assert run(condition).returncode == 1  # an ordinary boot: skipped
+    res = run(post)
+    assert res.returncode == 1 and "commit: not a tryboot boot of the slot on trial" in res.stderr
+    _install(pi, tmp_path, "B", "6.12.2-v8")
+    pi.reboot()
+    assert pi.boot() == "B"
+    assert run(condition).returncode == 0
+    assert run(post).returncode == 0
+    assert pi.autoboot_txt() == _documented(3, 3)
+    assert run(condition).returncode == 1  # committed: no trial any more
