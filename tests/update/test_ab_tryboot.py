@@ -338,3 +338,26 @@ def test_the_check_unit_runs_on_the_trial_boot_only_and_commits(pi: Pi, tmp_path
     assert run(post).returncode == 0
     assert pi.autoboot_txt() == _documented(3, 3)
     assert run(condition).returncode == 1  # committed: no trial any more
+
+
+def test_making_the_other_good_slot_primary_gives_it_a_trial(pi: Pi, tmp_path: Path) -> None:
+    """rauc status mark-active other, with B good from an earlier update: B is tried once,
+    like any new primary, before it is committed again."""
+    _install(pi, tmp_path, "B", "6.12.2-v8")
+    pi.reboot()
+    pi.boot()
+    pi.run("commit")
+    _install(pi, tmp_path, "A", "6.12.3-v8")
+    pi.reboot()
+    pi.boot()
+    pi.run("commit")  # A committed, B good
+    pi.run("set-primary", "B")
+    assert pi.autoboot_txt() == _documented(2, 3)
+    assert pi.out("get-primary") == "B"
+    pi.run("set-primary", "A")  # and back before any reboot: no trial
+    assert pi.autoboot_txt() == _documented(2, 2)
+    assert pi.out("list").splitlines()[0] == "A good 2 5 committed"
+    assert pi.reboot() == "0:"
+    pi.run("set-primary", "B")
+    assert pi.reboot() == "1:0 tryboot"
+    assert pi.boot() == "B"
