@@ -129,8 +129,19 @@ def _mark_redis(client: Any, marker: dict[str, str]) -> None:
         print(f"rva update: Redis did not save now ({exc}); it saves as it stops", file=sys.stderr)
 
 
+def _reboot(conf: configparser.ConfigParser) -> None:
+    """Into the slot RAUC made primary. The Raspberry Pi's backend (bootloader-tryboot) tries a
+    slot only on a boot with the firmware's tryboot flag, `reboot '0 tryboot'`: its own reboot
+    command gives that (docs/updates.md); systemd-boot's counting needs a plain reboot."""
+    backend = conf.get("handlers", "bootloader-custom-backend", fallback="")
+    if Path(backend).name == "bootloader-tryboot":
+        subprocess.run([backend, "reboot"], check=False)
+    else:
+        subprocess.run(["systemctl", "reboot"], check=False)
+
+
 def install(target: str, redis_url: str, reboot: bool) -> int:
-    system()  # not an A/B image: said before anything else
+    conf = system()  # not an A/B image: said before anything else
     if os.geteuid() != 0:
         raise UpdateError("run as root (sudo rva update ...): RAUC writes the other root slot")
     url = target.startswith(("http://", "https://"))
@@ -167,7 +178,7 @@ def install(target: str, redis_url: str, reboot: bool) -> int:
         "counts and Redis has its data (rva update check), else the device boots the old slot"
     )
     if reboot:
-        subprocess.run(["systemctl", "reboot"], check=False)
+        _reboot(conf)
     return 0
 
 

@@ -143,6 +143,35 @@ def test_refused_bundles_are_not_installed(
     assert not (device.data / "update.json").exists()
 
 
+def test_reboot_on_a_raspberry_pi_is_a_tryboot_boot(
+    device: Device, bundles: Bundles, tmp_path: Path
+) -> None:
+    """`rva update --reboot` with the Pi's backend (system.conf names bootloader-tryboot):
+    the reboot is the backend's, `reboot '0 tryboot'`, so the new slot gets its trial. The
+    stand-in `rauc install` does not call the backend: the test makes RAUC's calls itself."""
+    from tests.update.test_ab_tryboot import BACKEND, Pi, _install, _root
+
+    pi = Pi(tmp_path / "pi")
+    pi.run("install-kernel", "A", str(_root(tmp_path, "6.12.1-v8")))
+    pi.run("set-primary", "A")
+    pi.run("set-state", "A", "good")
+    _install(pi, tmp_path, "B", "6.12.2-v8")
+    conf = device.conf.read_text()
+    assert "bootloader-custom-backend=/usr/lib/rva/ab/bootloader\n" in conf
+    device.conf.write_text(conf.replace("/usr/lib/rva/ab/bootloader\n", f"{BACKEND}\n"))
+    # A plain `systemctl reboot` would be recorded here, not reboot the machine running this.
+    stand_ins = tmp_path / "bin"
+    stand_ins.mkdir()
+    (stand_ins / "systemctl").write_text('#!/bin/sh\necho "systemctl $*" >>"$REBOOT_LOG"\n')
+    (stand_ins / "systemctl").chmod(0o755)
+    env = {k: v for k, v in pi.env.items() if k.startswith(("RVA_", "REBOOT_"))}
+    env["PATH"] = f"{stand_ins}:{os.environ['PATH']}"
+    res = device.update(str(bundles.good), "--reboot", **env)
+    assert res.returncode == 0, res.stderr
+    assert pi.reboots.read_text() == "1:0 tryboot\n"
+    assert pi.out("list").splitlines()[1] == "B tried 3 6 tryboot"
+
+
 def test_failed_install_leaves_no_pending_update(device: Device, bundles: Bundles) -> None:
     res = device.update(str(bundles.good), RAUC_INSTALL_EXIT="1")
     assert res.returncode == 1
