@@ -256,7 +256,9 @@ def test_v1_counts_on_slot_a_with_its_data_on_the_data_partition(device: Device)
     st = device.status()
     assert st["compatible"] == "rva-amd64" and st["booted"] == "A", st
     assert st["slots"]["A"]["good"] and not st["slots"]["B"]["good"], st
-    mounts = device.ssh("findmnt -n -o TARGET,SOURCE /data /etc/rva /var/lib/redis")
+    mounts = device.ssh(
+        "for m in /data /etc/rva /var/lib/redis; do findmnt -n -o TARGET,SOURCE -M $m; done"
+    )
     assert re.search(r"^/data\s+/dev/vda4$", mounts, re.M), mounts
     assert re.search(r"^/var/lib/redis\s+/dev/vda4\[/redis\]$", mounts, re.M), mounts
     assert re.search(r"^/etc/rva\s+/dev/vda4\[/etc/rva\]$", mounts, re.M), mounts
