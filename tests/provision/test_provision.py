@@ -123,14 +123,15 @@ def test_ansible_lint_production_profile_is_clean() -> None:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
 
-def test_playbook_passes_syntax_check() -> None:
+@pytest.mark.parametrize("playbook", ["site.yml", "fleet.yml", "update.yml"])
+def test_playbook_passes_syntax_check(playbook: str) -> None:
     result = subprocess.run(
         [
             _tool("ansible-playbook"),
             "--syntax-check",
             "-i",
             "ansible/inventory.example.ini",
-            "ansible/site.yml",
+            f"ansible/{playbook}",
         ],
         cwd=REPO,
         capture_output=True,
