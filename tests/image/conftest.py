@@ -117,6 +117,10 @@ def user_boot_toml(key: Path) -> str:
         f'ssid = "rva-test"\npassword = "{WIFI_PASSWORD}"\ncountry = "DE"\n\n'
         "[cameras.0]\n"
         f'source = "{FOOTAGE_ON_DEVICE}"\n'
+        # Settings a user may choose, light for an emulated CPU (under QEMU TCG one detector
+        # pass takes seconds): fewer and smaller frames, a smaller detector input. They leave
+        # the cores to the arm64 builds running meanwhile.
+        "width = 320\nheight = 240\nfps = 4\n\n[gear]\ninput_size = 256\n"
     )
 
 

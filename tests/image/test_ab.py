@@ -53,12 +53,6 @@ HOST_FROM_GUEST = "10.0.2.2"
 BROKEN_CHECK_TIMEOUT_S = 60
 
 
-def _boot_toml(key: Path) -> str:
-    """The test's card: light settings for an emulated CPU (a smaller detector input, fewer and
-    smaller frames), written into rva.toml as a user would."""
-    return user_boot_toml(key) + "width = 320\nheight = 240\nfps = 4\n\n[gear]\ninput_size = 256\n"
-
-
 def _root_fs(image: Path, tmp: Path) -> Path:
     """Slot A's ext4 file system out of the image, its own size (the slot is larger)."""
     table = json.loads(
@@ -217,7 +211,7 @@ def device(
     names = sorted(p.name for p in ab_image.out.glob("rva-*"))
     assert "rva-amd64-1.raucb" in names and "rva-amd64-ab-1.img" in names, names
     work = tmp_path_factory.mktemp("amd64-ab-vm")
-    ab_image.put_boot_file("rva.toml", _boot_toml(test_key), work)
+    ab_image.put_boot_file("rva.toml", user_boot_toml(test_key), work)
     vm = VM("amd64", ab_image.image, work, test_key, grow_mib=2048, persistent=True)
     vm.start()
     # The bundles are made while v1 boots.
