@@ -134,9 +134,13 @@ def amd64_image(
         for item in request.session.items
     ):
         request.getfixturevalue("arm_builds")
-    tmp = tmp_path_factory.mktemp("amd64-build")
-    return build(
-        "amd64",
+    return build("amd64", *amd64_build_args(tmp_path_factory.mktemp("amd64-build")))
+
+
+def amd64_build_args(tmp: Path) -> tuple[str, ...]:
+    """The amd64 test images' variables and overlay: Redis with the real RedisTimeSeries module,
+    the footage. Images built with the same variables share one provisioned root."""
+    return (
         "--var",
         "rva_redis_source=module_file",
         "--var",

@@ -37,9 +37,8 @@ import pytest
 from tests.image.build import REPO, Built, build, record_timing
 from tests.image.conftest import (
     BOOT_TIMEOUT,
-    REDIS_STACK,
+    amd64_build_args,
     diagnostics,
-    footage_overlay,
     user_boot_toml,
     wait_until_counting,
 )
@@ -189,12 +188,7 @@ def ab_image(amd64_image: Built, tmp_path_factory: pytest.TempPathFactory) -> Bu
         "1",
         "--compress",
         "none",
-        "--var",
-        "rva_redis_source=module_file",
-        "--var",
-        f"rva_redis_module_file={REDIS_STACK / 'redistimeseries.so'}",
-        "--overlay",
-        str(footage_overlay(tmp, with_redis_libs=True)),
+        *amd64_build_args(tmp),
     )
 
 
