@@ -37,6 +37,9 @@ def _running(base: Path) -> Path:
     _write(root / "var/lib/rva-firstboot/redis-passwords", "")
     _write(root / "var/lib/rva-firstboot/applied-rva-toml.sha256", "abc\n")
     _write(root / "etc/wpa_supplicant/wpa_supplicant-wlan0.conf", "network={}\n", 0o600)
+    _write(root / "var/lib/rva/models/yolov3-tiny/yolov3-tiny.int8.onnx", "int8 graph")
+    _write(root / "var/lib/rva/models/yolov3-tiny/yolov3-tiny.int8.json", "{}\n")
+    _write(root / "var/lib/rva/models/yolov3-tiny/yolov3-tiny.weights", "v1's float weights")
     wants = root / "etc/systemd/system/sys-subsystem-net-devices-wlan0.device.wants"
     wants.mkdir(parents=True)
     (wants / "wpa_supplicant@wlan0.service").symlink_to(
@@ -56,6 +59,7 @@ def _new_slot(base: Path) -> Path:
     _write(slot / "etc/redis/redis.conf", "# the new version's\n")
     (slot / "var/lib/rva-firstboot").mkdir(parents=True)
     _write(slot / "etc/kernel/cmdline", "# the image's\nconsole=tty0 console=ttyS0,115200\n")
+    _write(slot / "var/lib/rva/models/yolov3-tiny/yolov3-tiny.weights", "v2's float weights")
     _write(slot / "boot/vmlinuz-6.12.9-amd64", "kernel 6.12.9")
     _write(slot / "boot/initrd.img-6.12.9-amd64", "initrd 6.12.9")
     return slot
@@ -97,6 +101,8 @@ def test_the_new_slot_is_this_device_with_the_new_versions_files(tmp_path: Path)
         "var/lib/rva-firstboot/redis-passwords",
         "var/lib/rva-firstboot/applied-rva-toml.sha256",
         "etc/wpa_supplicant/wpa_supplicant-wlan0.conf",
+        "var/lib/rva/models/yolov3-tiny/yolov3-tiny.int8.onnx",
+        "var/lib/rva/models/yolov3-tiny/yolov3-tiny.int8.json",
     ):
         assert (slot / kept).read_bytes() == (running / kept).read_bytes(), kept
         assert (slot / kept).stat().st_mode == (running / kept).stat().st_mode, kept
@@ -108,6 +114,8 @@ def test_the_new_slot_is_this_device_with_the_new_versions_files(tmp_path: Path)
     # The new version's own files stay; so does the first-boot state of systemd.
     assert (slot / "etc/ssh/sshd_config").read_text() == "# the new version's\n"
     assert (slot / "etc/redis/redis.conf").read_text() == "# the new version's\n"
+    weights = slot / "var/lib/rva/models/yolov3-tiny/yolov3-tiny.weights"
+    assert weights.read_text() == "v2's float weights"
     assert (slot / "etc/machine-id").read_text() == "uninitialized\n"
     # The machine id on the new slot's command line, and so in its loader entry.
     cmdline = (slot / "etc/kernel/cmdline").read_text().splitlines()
@@ -160,3 +168,20 @@ def test_a_slot_without_a_kernel_fails_the_install(tmp_path: Path) -> None:
     done = _hook(running, slot, esp)
     assert done.returncode != 0
     assert "no kernel" in done.stderr
+
+
+def test_owners_are_kept_by_name_as_the_new_slot_numbers_them(tmp_path: Path) -> None:
+    """Redis's ACL file belongs to user redis; a new release may give redis another uid."""
+    running, slot, esp = _running(tmp_path), _new_slot(tmp_path), tmp_path / "esp"
+    esp.mkdir()
+    acl = running / "etc/redis/users.acl"
+    os.chown(acl, 65534, 65534)  # nobody:nogroup on the machine running the test
+    assert subprocess.run(["stat", "-c", "%U", str(acl)], capture_output=True, text=True,
+                          check=True).stdout.strip() == "nobody"  # fmt: skip
+    _write(slot / "etc/passwd", "root:x:0:0::/root:/bin/sh\nnobody:x:4321:4322::/:/bin/false\n")
+    _write(slot / "etc/group", "root:x:0:\nnogroup:x:4322:\n")
+    assert _hook(running, slot, esp).returncode == 0
+    st = (slot / "etc/redis/users.acl").stat()
+    assert (st.st_uid, st.st_gid) == (4321, 4322)
+    host_key = (slot / "etc/ssh/ssh_host_ed25519_key").stat()
+    assert (host_key.st_uid, host_key.st_gid) == (0, 0)
