@@ -214,8 +214,9 @@ def status(as_json: bool = False) -> int:
     if as_json:
         print(json.dumps(slots(st), indent=2))
         return 0
+    primary = slots(st)["primary"]
     print(f"compatible {st.get('compatible')}, booted {st.get('booted')}, "
-          f"next boot {st.get('boot_primary')}")  # fmt: skip
+          f"next boot {primary or '?'} ({st.get('boot_primary')})")  # fmt: skip
     for entry in st.get("slots", []):
         for name, slot in entry.items():
             bundle = (slot.get("slot_status") or {}).get("bundle") or {}

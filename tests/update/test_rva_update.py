@@ -236,7 +236,7 @@ def test_status(device: Device, tmp_path: Path) -> None:
     res = device.update("status")
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == [
-        "compatible rva-amd64, booted A, next boot rootfs.1",
+        "compatible rva-amd64, booted A, next boot B (rootfs.1)",
         "rootfs.0 (A, /dev/sda2): booted, good, version 1.0, installed 2026-12-01T10:00:00Z",
         "rootfs.1 (B, /dev/sda3): inactive, good, version 2.0, installed 2026-12-06T05:00:00Z",
     ]
