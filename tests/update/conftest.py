@@ -25,14 +25,17 @@ def need(*tools: str) -> None:
             )
 
 
-def rootfs(base: Path, version: str) -> Path:
+def rootfs(base: Path, version: str, kernel_configs: tuple[str, ...] = ()) -> Path:
     """A root file system image with a kernel and initrd: random bytes, so that it does not
-    compress below the size RAUC accepts (one verity block)."""
+    compress below the size RAUC accepts (one verity block); and the kernels' build
+    configurations given (/boot/config-<version>[-N])."""
     tree = base / f"tree-{version}"
     (tree / "boot").mkdir(parents=True)
     (tree / "etc").mkdir()
     (tree / f"boot/vmlinuz-{version}").write_bytes(os.urandom(64 * 1024))
     (tree / f"boot/initrd.img-{version}").write_bytes(os.urandom(64 * 1024))
+    for n, config in enumerate(kernel_configs):
+        (tree / f"boot/config-{version}{f'-{n}' if n else ''}").write_text(config)
     (tree / "etc/rva-version").write_text(version + "\n")
     image = base / f"root-{version}.ext4"
     subprocess.run(

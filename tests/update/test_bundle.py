@@ -86,6 +86,49 @@ def test_production_keys_from_the_environment(bundles: Bundles, tmp_path: Path) 
     assert "RVA_RAUC_KEY is not set" in res.stderr
 
 
+SQUASHFS_COMPRESSORS = {1: "gzip", 4: "xz", 6: "zstd"}
+# The lines that matter of Debian's kernel config and of Raspberry Pi's bcm2711_defconfig.
+DEBIAN_CONFIG = "CONFIG_SQUASHFS=m\nCONFIG_SQUASHFS_ZLIB=y\nCONFIG_SQUASHFS_ZSTD=y\n"
+PI_CONFIG = "CONFIG_SQUASHFS=m\nCONFIG_SQUASHFS_LZO=y\nCONFIG_SQUASHFS_XZ=y\n"
+
+
+def _compressor(bundle: Path) -> str:
+    """The squashfs superblock's compression id (a RAUC bundle starts with its squashfs)."""
+    with bundle.open("rb") as f:
+        head = f.read(22)
+    assert head[:4] == b"hsqs", head[:4]
+    return SQUASHFS_COMPRESSORS.get(int.from_bytes(head[20:22], "little"), "other")
+
+
+def test_compression_follows_what_the_roots_kernels_read(bundles: Bundles, tmp_path: Path) -> None:
+    """zstd only when every kernel in the root reads it; gzip otherwise (no config, a kernel
+    without CONFIG_SQUASHFS_ZSTD); --compression overrides. The zstd bundle verifies and
+    extracts like the gzip one."""
+
+    def bundle(name: str, configs: tuple[str, ...], *extra: str) -> tuple[Path, str]:
+        out = tmp_path / name
+        out.mkdir()
+        res = subprocess.run(
+            [str(BUNDLE), "--board", "amd64", "--rootfs", str(rootfs(out, "4.0", configs)),
+             "--version", "4.0", "--out", str(out), "--keys", str(bundles.keys), *extra],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        return out / "rva-amd64-4.0.raucb", res.stderr
+
+    debian, log = bundle("debian", (DEBIAN_CONFIG,))
+    assert _compressor(debian) == "zstd" and "(zstd)" in log, log
+    assert _compressor(bundles.good) == "gzip"  # a root without /boot/config-*
+    assert _compressor(bundle("pi", (PI_CONFIG,))[0]) == "gzip"
+    assert _compressor(bundle("mixed", (DEBIAN_CONFIG, PI_CONFIG))[0]) == "gzip"
+    assert _compressor(bundle("forced", (PI_CONFIG,), "--compression", "zstd")[0]) == "zstd"
+    keyring = f"--keyring={bundles.keys}/ca.pem"
+    assert _rauc("info", keyring, str(debian)).returncode == 0
+    res = _rauc("extract", keyring, str(debian), str(tmp_path / "extracted"))
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "extracted/rootfs.ext4").stat().st_size == 8 << 20
+
+
 def test_bad_arguments_say_what(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(BUNDLE), *args], capture_output=True, text=True, check=False)
@@ -100,3 +143,6 @@ def test_bad_arguments_say_what(tmp_path: Path) -> None:
         "--board", "amd64", "--rootfs", str(image), "--version", "1 2", "--out", str(tmp_path)
     )
     assert res.returncode == 1 and "letters, digits and .+~_- only" in res.stderr
+    res = run("--board", "amd64", "--rootfs", str(image), "--version", "1", "--out",
+              str(tmp_path), "--compression", "lz4")  # fmt: skip
+    assert res.returncode == 1 and "--compression lz4: auto, zstd or gzip" in res.stderr
