@@ -134,7 +134,9 @@ class Device:
             capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=self.served,
             timeout=BOOT_TIMEOUT + 1200,
             env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible/ansible.cfg"),
-                 "ANSIBLE_NOCOLOR": "1", "PWD": str(self.served)},
+                 "ANSIBLE_NOCOLOR": "1", "PWD": str(self.served),
+                 # Each task's time, at the end of the play's output.
+                 "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"},
         )  # fmt: skip
 
     def ssh(self, command: str, timeout: float = 120) -> str:
@@ -177,6 +179,14 @@ class Device:
         out = self.vm.ssh(f"rva update check --timeout {timeout:.0f}", timeout=timeout + 60,
                           check=False)  # fmt: skip
         assert out.startswith("healthy"), out + diagnostics(self.vm)
+
+
+def task_seconds(play_output: str) -> dict[str, float]:
+    """The play's slowest tasks and their seconds, from profile_tasks' summary."""
+    return {
+        m.group(1).strip(): float(m.group(2))
+        for m in re.finditer(r"^(\S.*?) -{3,} (\d+\.\d+)s$", play_output, re.M)
+    }
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -302,6 +312,7 @@ def test_the_fleet_play_installs_v2_from_a_url_and_its_trial_boot_is_kept(
     assert play.returncode == 0, play.stdout[-6000:] + play.stderr[-3000:] + diagnostics(vm)
     assert "runs slot B, marked good" in play.stdout, play.stdout[-3000:]
     record_timing("A/B update amd64 (TCG): fleet play, download to blessed", seconds)
+    record_timing("A/B update amd64 (TCG): v2 play's tasks", task_seconds(play.stdout))
 
     assert device.slot() == "B"
     st = device.status()
@@ -369,6 +380,7 @@ def test_a_broken_v3_falls_back_to_v2_by_itself_and_stops_the_fleet_play(
         "A/B update amd64 (TCG): broken v3",
         {"fleet_play_s": play_s, "from_the_play_back_on_v2_s": back_s},
     )
+    record_timing("A/B update amd64 (TCG): v3 play's tasks", task_seconds(play.stdout))
 
 
 def test_after_the_updates_the_device_powers_off_cleanly(device: Device) -> None:
