@@ -146,3 +146,6 @@ def test_bad_arguments_say_what(tmp_path: Path) -> None:
     res = run("--board", "amd64", "--rootfs", str(image), "--version", "1", "--out",
               str(tmp_path), "--compression", "lz4")  # fmt: skip
     assert res.returncode == 1 and "--compression lz4: auto, zstd or gzip" in res.stderr
+    res = run("--board", "amd64", "--rootfs", str(image), "--version", "1", "--out",
+              str(tmp_path), "--compression")  # fmt: skip
+    assert res.returncode == 1 and "--compression needs a value" in res.stderr, res.stderr
