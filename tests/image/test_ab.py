@@ -182,10 +182,12 @@ class Device:
 
 
 def task_seconds(play_output: str) -> dict[str, float]:
-    """The play's slowest tasks and their seconds, from profile_tasks' summary."""
+    """The play's slowest tasks and their seconds, from profile_tasks' summary (a name too long
+    for the line keeps one dash or none before its time)."""
+    recap = play_output.rpartition("TASKS RECAP")[2]
     return {
         m.group(1).strip(): float(m.group(2))
-        for m in re.finditer(r"^(\S.*?) -{3,} (\d+\.\d+)s$", play_output, re.M)
+        for m in re.finditer(r"^(\S.*?) -*\s(\d+\.\d+)s$", recap, re.M)
     }
 
 
