@@ -38,9 +38,12 @@ PREFIX = "rva/test-device"
 
 @dataclass
 class Mosquitto:
-    """Debian's mosquitto on a free loopback port: logins from a password file, topics by ACL."""
+    """Debian's mosquitto on a free loopback port: logins from a password file, topics by ACL
+    (or, with logins=False, anyone); `extra` is appended to its configuration."""
 
     workdir: Path
+    logins: bool = True
+    extra: str = ""
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -49,31 +52,33 @@ class Mosquitto:
         if not Path(binary).exists():
             pytest.fail("mosquitto missing: run `scripts/install-deps.sh test`")
         self.binary = binary
-        passwd = self.workdir / "passwd"
-        passwd.touch(mode=0o600)
-        for user, password in (("rva", RVA_PASSWORD), ("watcher", WATCHER_PASSWORD)):
-            subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True)
-        acl = self.workdir / "acl"
-        acl.write_text(
-            "user rva\n"
-            f"topic readwrite {PREFIX}/#\n"
-            f"topic readwrite {DISCOVERY}/#\n"
-            "user watcher\n"
-            "topic read #\n"
-        )
-        acl.chmod(0o600)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        access = "allow_anonymous true\n"
+        if self.logins:
+            passwd = self.workdir / "passwd"
+            passwd.touch(mode=0o600)
+            for user, password in (("rva", RVA_PASSWORD), ("watcher", WATCHER_PASSWORD)):
+                subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True)
+            acl = self.workdir / "acl"
+            acl.write_text(
+                "user rva\n"
+                f"topic readwrite {PREFIX}/#\n"
+                f"topic readwrite {DISCOVERY}/#\n"
+                "user watcher\n"
+                "topic read #\n"
+            )
+            acl.chmod(0o600)
+            access = f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n"
         self.log = self.workdir / "mosquitto.log"
         (self.workdir / "mosquitto.conf").write_text(
             # As root in CI: stay root, so the files in the test's directory stay readable.
             "user root\n"
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous false\n"
-            f"password_file {passwd}\n"
-            f"acl_file {acl}\n"
+            + access
             # Like many home brokers: retained messages are forgotten on a restart.
-            "persistence false\n"
+            + "persistence false\n"
             f"log_dest file {self.log}\n"
-            "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+            "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n" + self.extra
         )
 
     def start(self) -> None:
@@ -87,6 +92,9 @@ class Mosquitto:
     def _listening(self) -> bool:
         import socket
 
+        assert self.proc and self.proc.poll() is None, (
+            self.log.read_text()[-3000:] if self.log.exists() else "mosquitto exited, no log"
+        )
         with socket.socket() as s:
             return s.connect_ex(("127.0.0.1", self.port)) == 0
 
